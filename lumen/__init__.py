@@ -1,0 +1,9 @@
+"""lumen: an LLVM-backed JIT array compiler for NumPy code (the public names of SPEC.md)."""
+from .devices import devices
+from .errors import DeviceError, LumenError, TracingError, UnsupportedError
+from .frontend.jit import jit
+
+__version__ = "0.1.0"
+
+__all__ = ["jit", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
+           "__version__"]

@@ -1,0 +1,84 @@
+"""Loop nests over an iteration space, reading and writing strided arrays in place.
+
+An *operand* is an array aligned to the iteration space: one byte stride per space axis, 0
+where it broadcasts. When every operand is C-contiguous with exactly the space's sizes (known
+at compile time), the nest collapses into one flat loop that LLVM vectorises.
+"""
+from __future__ import annotations
+
+from ..context import Arr
+
+
+class Operand:
+    __slots__ = ("arr", "strides", "dense")
+
+    def __init__(self, arr, strides, dense):
+        self.arr, self.strides, self.dense = arr, strides, dense
+
+
+def align(ctx, arr: Arr, space_dims) -> Operand:
+    """View ``arr`` as broadcast to ``space_dims`` (NumPy's right-aligned rule)."""
+    b = ctx.builder
+    n, k = len(space_dims), arr.ndim
+    zero = ctx.i64(0)
+    strides = []
+    for axis in range(n):
+        j = axis - (n - k)
+        if j < 0 or arr.dims[j].value == 1:
+            strides.append(zero)
+        elif arr.dims[j] == space_dims[axis]:
+            strides.append(arr.strides[j])
+        else:
+            strides.append(b.select(b.icmp_signed("==", arr.shape[j], ctx.i64(1)), zero, arr.strides[j]))
+    dense = arr.contiguous and k == n and all(arr.dims[j] == space_dims[j] for j in range(n))
+    return Operand(arr, strides, dense)
+
+
+def is_broadcast_scalar(op: Operand) -> bool:
+    return all(getattr(s, "constant", None) == 0 for s in op.strides)
+
+
+def for_each(ctx, space_vals, operands, body, order=None, indices=False):
+    """Run ``body(offsets, indices)`` at every point of the space; ``offsets[i]`` is operand
+    i's byte offset there. ``order`` lists the axes outermost first (default: 0..n-1);
+    ``indices=True`` asks for the per-axis indices (else they may be None)."""
+    n = len(space_vals)
+    order = list(range(n)) if order is None else list(order)
+    flat = n > 0 and not indices and order == list(range(n)) and all(
+        op.dense or is_broadcast_scalar(op) for op in operands)
+    if flat:
+        total = ctx.count(space_vals)
+        with ctx.loop(total, "flat") as i:
+            offsets = []
+            for op in operands:
+                if op.dense:
+                    offsets.append(ctx.builder.mul(i, ctx.i64(op.arr.dtype.itemsize), flags=["nsw"]))
+                else:
+                    offsets.append(ctx.i64(0))
+            body(offsets, None)
+        return
+    nest(ctx, space_vals, operands, body, order, 0, [ctx.i64(0)] * len(operands), {})
+
+
+def nest(ctx, space_vals, operands, body, order, level, offsets, indices):
+    """Loops over the axes ``order[level:]``, carrying operand offsets and indices."""
+    if level == len(order):
+        body(offsets, indices)
+        return
+    axis = order[level]
+    b = ctx.builder
+    with ctx.loop(space_vals[axis], f"ax{axis}") as i:
+        inner = [b.add(off, b.mul(i, op.strides[axis], flags=["nsw"]), flags=["nsw"])
+                 for off, op in zip(offsets, operands)]
+        nest(ctx, space_vals, operands, body, order, level + 1, inner, {**indices, axis: i})
+
+
+def copy(ctx, src: Arr, dst: Arr, convert=None):
+    """dst[...] = src (broadcast to dst's shape), converting each element with ``convert``."""
+    space = list(dst.dims)
+    ops = [align(ctx, dst, space), align(ctx, src, space)]
+
+    def body(off, idx):
+        v = ctx.load(src, off[1])
+        ctx.store(dst, off[0], convert(v) if convert else v)
+    for_each(ctx, dst.shape, ops, body)

@@ -1,0 +1,167 @@
+"""``x[key]`` and ``x[key] = v`` with NumPy's rules: basic indexing (ints, slices, None, ...) makes
+views; integer arrays gather; assignment builds a new array (`update_slice` / `scatter`)."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir.dims import Dim, as_dim, cdiv, dmax, dmin
+from . import ops
+from .trace import to_value
+
+
+def _is_advanced(k):
+    from .tracer import Tracer
+    if isinstance(k, Tracer):
+        return True
+    if isinstance(k, (list, np.ndarray)):
+        return True
+    return False
+
+
+def _as_index_value(k):
+    v = to_value(k if not isinstance(k, list) else np.asarray(k))
+    if v.dtype.kind == "b":
+        raise UnsupportedError("boolean-mask indexing gives a result whose size depends on the "
+                               "data, which lumen does not compile; use np.where(mask, x, 0) or "
+                               "a reduction with a mask instead")
+    if v.dtype.kind not in "iu":
+        raise IndexError("arrays used as indices must be of integer (or boolean) type")
+    return v
+
+
+def _expand_key(key, ndim):
+    """Normalise ``key`` to a list with Ellipsis expanded; returns (entries, consumed axes)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    n_ellipsis = sum(k is Ellipsis for k in key)
+    if n_ellipsis > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if consumed > ndim:
+        raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but "
+                         f"{consumed} were indexed")
+    out = []
+    for k in key:
+        if k is Ellipsis:
+            out.extend([slice(None)] * (ndim - consumed))
+        else:
+            out.append(k)
+    if n_ellipsis == 0:
+        out.extend([slice(None)] * (ndim - consumed))
+    return out
+
+
+def _range_spec(s: slice, n: Dim):
+    """("range", start, step, size) for slice ``s`` over an axis of symbolic length ``n``
+    (Python's slice.indices, with the signs of the static bounds deciding the cases)."""
+    step = 1 if s.step is None else operator.index(s.step)
+    if step == 0:
+        raise ValueError("slice step cannot be zero")
+    if step == 1 and s.start in (None, 0) and s.stop is None:
+        return ("range", as_dim(0), 1, n)
+
+    def bound(v, default, lo, hi):
+        if v is None:
+            return default
+        if isinstance(v, Dim):
+            return dmin(dmax(v, lo), hi)
+        v = operator.index(v)
+        if v < 0:
+            return dmax(n + v, lo)
+        return dmin(as_dim(v), hi)
+    if step > 0:
+        start = bound(s.start, as_dim(0), as_dim(0), n)
+        stop = bound(s.stop, n, as_dim(0), n)
+        size = dmax(cdiv(stop - start, step), 0)
+    else:
+        start = bound(s.start, n - 1, as_dim(-1), n - 1)
+        stop = bound(s.stop, as_dim(-1), as_dim(-1), n - 1)
+        size = dmax(cdiv(start - stop, -step), 0)
+    return ("range", start, step, size)
+
+
+def _basic(x, entries):
+    """Apply ints / slices / None; returns (tracer, positions of None)."""
+    v = to_value(x)
+    specs, new_axes, out_pos = [], [], 0
+    axis = 0
+    for k in entries:
+        if k is None:
+            new_axes.append(out_pos)
+            out_pos += 1
+            continue
+        n = v.shape[axis]
+        if isinstance(k, slice):
+            specs.append(_range_spec(k, n))
+            out_pos += 1
+        else:
+            i = operator.index(k)
+            if n.value is not None and not -n.value <= i < n.value:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n.value}")
+            specs.append(("index", i))
+        axis += 1
+    while specs and specs[-1][0] == "range" and specs[-1][1].value == 0 and specs[-1][2] == 1 \
+            and specs[-1][3] == v.shape[len(specs) - 1]:
+        specs.pop()
+    out = ops.wrap(ops.emit("slice", [v], specs=tuple(specs)).out) if specs else ops.wrap(v)
+    if new_axes:
+        shape = list(to_value(out).shape)
+        for p in new_axes:
+            shape.insert(p, Dim.const(1))
+        out = ops.reshape(out, tuple(shape))
+    return out
+
+
+def getitem(x, key):
+    from .tracer import Tracer
+    v = to_value(x)
+    entries = _expand_key(key, v.ndim)
+    if not any(_is_advanced(k) for k in entries):
+        out = _basic(x, entries)
+        return Tracer(to_value(out), base=x, key=key)
+    if any(k is None for k in entries):
+        raise UnsupportedError("mixing None/np.newaxis with integer-array indexing is not supported")
+    # slices first (keeping every axis), then one gather over the advanced axes
+    sliced = _basic(x, [k if isinstance(k, slice) else slice(None) for k in entries])
+    adv = [i for i, k in enumerate(entries) if not isinstance(k, slice)]
+    indices = [_as_index_value(entries[i]) for i in adv]
+    sv = to_value(sliced)
+    if adv != list(range(adv[0], adv[0] + len(adv))):
+        # NumPy puts the broadcast index axes first when the advanced indices are not adjacent
+        rest = [i for i in range(sv.ndim) if i not in adv]
+        sv = to_value(ops.transpose(sliced, adv + rest))
+        start = 0
+    else:
+        start = adv[0]
+    return ops.wrap(ops.emit("gather", [sv, *indices], start=start).out)
+
+
+def setitem(x, key, value):
+    """The array ``x`` would be after ``x[key] = value`` (a new graph value)."""
+    v = to_value(x)
+    entries = _expand_key(key, v.ndim)
+    val = ops.cast_value(to_value(value), v.dtype)
+    if not any(_is_advanced(k) for k in entries):
+        if any(k is None for k in entries):
+            entries = [k for k in entries if k is not None]
+        specs = []
+        for axis, k in enumerate(entries):
+            n = v.shape[axis]
+            if isinstance(k, slice):
+                specs.append(_range_spec(k, n))
+            else:
+                i = operator.index(k)
+                if n.value is not None and not -n.value <= i < n.value:
+                    raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n.value}")
+                specs.append(("index", i))
+        return ops.wrap(ops.emit("update_slice", [v, val], specs=tuple(specs)).out)
+    adv = [i for i, k in enumerate(entries) if not isinstance(k, slice)]
+    full = all(k == slice(None) for k in entries if isinstance(k, slice))
+    if not full or adv != list(range(adv[0], adv[0] + len(adv))):
+        raise UnsupportedError("assignment with integer arrays is supported when the index "
+                               "arrays are adjacent and the other entries are full slices (:)")
+    indices = [_as_index_value(entries[i]) for i in adv]
+    return ops.wrap(ops.emit("scatter", [v, val, *indices], start=adv[0], mode="set").out)

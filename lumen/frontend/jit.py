@@ -1,0 +1,205 @@
+"""`lumen.jit`: trace on first call per signature, compile, then call native code."""
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+
+import numpy as np
+
+from ..errors import TracingError, UnsupportedError
+from ..ir.dims import Dim, guard_sink
+from ..ir.types import SUPPORTED_DTYPES, TensorType
+from ..ir.verify import verify
+from . import pytree
+from .trace import Trace, to_value
+from .tracer import Tracer
+
+_SUPPORTED = frozenset(SUPPORTED_DTYPES)
+
+
+def jit(fn=None, *, static_argnums=(), static_argnames=(), device="cpu", parallel=True,
+        cache=True, donate_argnums=(), fastmath=False, debug=False):
+    """Compile a NumPy function. Usable bare (``@lumen.jit``) or with options.
+
+    A compiled function is specialised on each argument's dtype, ndim, length-1 axes and
+    layout, never on other sizes. ``static_argnums`` / ``static_argnames`` name arguments passed
+    as Python values (hashable; a new value retraces).
+    """
+    options = dict(static_argnums=static_argnums, static_argnames=static_argnames, device=device,
+                   parallel=parallel, cache=cache, donate_argnums=donate_argnums,
+                   fastmath=fastmath, debug=debug)
+    if fn is None:
+        return functools.partial(jit, **options)
+    return Jitted(fn, **options)
+
+
+def _as_tuple(x):
+    return (x,) if isinstance(x, (int, str)) else tuple(x)
+
+
+class Jitted:
+    def __init__(self, fn, *, static_argnums, static_argnames, device, parallel, cache,
+                 donate_argnums, fastmath, debug):
+        if device != "cpu":
+            from ..devices import require
+            require(device)
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters)
+        self.static_argnums = frozenset(
+            {i % len(params) if params else i for i in _as_tuple(static_argnums)} |
+            {params.index(n) for n in _as_tuple(static_argnames) if n in params})
+        self.options = dict(device=device, parallel=parallel, cache=cache,
+                            donate_argnums=_as_tuple(donate_argnums), fastmath=fastmath,
+                            debug=debug)
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        self._stats = {"compiles": 0, "memory_hits": 0, "disk_hits": 0}
+
+    # -- calling --------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        key, arrays, dynamic, statics = self._prepare(args, kwargs)
+        entry = self._lookup(key, arrays)
+        if entry is None:
+            entry = self._compile(key, arrays, dynamic, statics)
+        else:
+            self._stats["memory_hits"] += 1
+        return entry.call(arrays)
+
+    def _prepare(self, args, kwargs):
+        if kwargs or len(args) != len(self.signature.parameters):
+            bound = self.signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = tuple(bound.arguments.values())
+        statics = tuple((i, args[i]) for i in sorted(self.static_argnums) if i < len(args))
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
+        leaves, treedef = pytree.flatten(dynamic)
+        arrays, specs = [], []
+        for k, leaf in enumerate(leaves):
+            a, spec = _leaf_spec(leaf, k, treedef)
+            arrays.append(a)
+            specs.append(spec)
+        try:
+            key = (treedef, statics, tuple(specs))
+            hash(key)
+        except TypeError:
+            raise TypeError("static arguments of a lumen.jit function must be hashable") from None
+        return key, arrays, dynamic, statics
+
+    def _lookup(self, key, arrays):
+        for entry in self._cache.get(key, ()):
+            if entry.guards_hold(arrays):
+                return entry
+        return None
+
+    def _compile(self, key, arrays, dynamic, statics):
+        with self._lock:
+            entry = self._lookup(key, arrays)
+            if entry is not None:
+                return entry
+            from .compile import compile_graph
+            graph, out_tree = self._trace(arrays, dynamic, statics)
+            entry = compile_graph(graph, out_tree, self.options)
+            self._cache.setdefault(key, []).append(entry)
+            self._stats["compiles"] += 1
+            return entry
+
+    # -- tracing --------------------------------------------------------------------------------
+    def _trace(self, arrays, dynamic, statics):
+        leaves, treedef = pytree.flatten(dynamic)
+        names = _arg_names(self.signature, self.static_argnums, treedef)
+        trace = Trace(getattr(self.fn, "__name__", "fn"))
+        tracers = []
+        for pos, (a, name) in enumerate(zip(arrays, names)):
+            weak = type(leaves[pos]) in (int, float)
+            dims = tuple(Dim.const(1) if n == 1 else Dim.input(pos, axis, n)
+                         for axis, n in enumerate(a.shape))
+            v = trace.builder.add_input(TensorType(a.dtype, dims, weak), name)
+            t = Tracer(v)
+            trace.argument_ids.add(id(t))
+            tracers.append(t)
+        traced_args = list(pytree.unflatten(treedef, tracers))
+        full = []
+        for i in range(len(traced_args) + len(statics)):
+            st = dict(statics)
+            full.append(st[i] if i in st else traced_args.pop(0))
+        with trace, guard_sink() as sink:
+            result = self.fn(*full)
+            out_leaves, out_tree = pytree.flatten(result)
+            out_values = [to_value(o) for o in out_leaves]
+        graph = trace.builder.build(out_values, sink.guards)
+        graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays]
+        verify(graph)
+        return graph, out_tree
+
+    # -- introspection --------------------------------------------------------------------------
+    def lower(self, *args, **kwargs):
+        """The compilation stages for these arguments: ``.ir()``, ``.optimized_ir()``,
+        ``.llvm_ir()``, ``.asm()``."""
+        from .compile import Lowered
+        key, arrays, dynamic, statics = self._prepare(args, kwargs)
+        graph, out_tree = self._trace(arrays, dynamic, statics)
+        return Lowered(graph, self.options)
+
+    def cache_info(self):
+        """Counts of compiles and of calls served from the memory and disk caches."""
+        return dict(self._stats)
+
+
+def _arg_names(signature, static_argnums, treedef):
+    params = [n for i, n in enumerate(signature.parameters) if i not in static_argnums]
+    names = []
+    for i, sub in enumerate(treedef[1]):
+        base = params[i] if i < len(params) else f"arg{i}"
+        names += [f"{base}{p}" if p else base for p in pytree.leaf_paths(sub)]
+    return [n.replace("[", "_").replace("]", "").replace("'", "") for n in names]
+
+
+def _leaf_spec(leaf, position, treedef):
+    """-> (array passed to native code, hashable specialisation key)."""
+    t = type(leaf)
+    if t is np.ndarray:
+        a = leaf
+    elif t is float:
+        return np.asarray(leaf, np.float64), ("weak", "f")
+    elif t is int:
+        if not -2**63 <= leaf < 2**63:
+            raise OverflowError(f"Python int {leaf} does not fit in int64")
+        return np.asarray(leaf, np.int64), ("weak", "i")
+    elif t is bool or t is np.bool_:
+        return np.asarray(leaf, np.bool_), (np.dtype(bool), 0, (), True)
+    elif isinstance(leaf, (np.generic, np.ndarray)):
+        a = np.asarray(leaf)
+    elif isinstance(leaf, complex):
+        raise UnsupportedError(f"argument {position}: complex numbers are not supported by lumen")
+    else:
+        raise TypeError(f"argument {_path(position, treedef)} of a lumen.jit function must be a "
+                        f"NumPy array, a Python or NumPy scalar, or a tuple/list/dict of them; "
+                        f"got {type(leaf).__name__}")
+    dtype = a.dtype
+    if dtype not in _SUPPORTED:
+        if dtype.kind == "c":
+            raise UnsupportedError(f"argument {_path(position, treedef)}: complex arrays are not "
+                                   "supported by lumen")
+        if dtype.isnative or dtype.newbyteorder("=") not in _SUPPORTED:
+            raise UnsupportedError(f"argument {_path(position, treedef)}: dtype {dtype} is not "
+                                   "supported by lumen")
+        a = a.astype(dtype.newbyteorder("="))
+        dtype = a.dtype
+    flags = a.flags
+    if not flags.aligned:
+        a = a.copy()
+        flags = a.flags
+    return a, (dtype, a.ndim, tuple(n == 1 for n in a.shape), flags.c_contiguous)
+
+
+def _path(position, treedef):
+    paths = []
+    for i, sub in enumerate(treedef[1]):
+        paths += [f"{i}{p}" for p in pytree.leaf_paths(sub)]
+    return paths[position] if position < len(paths) else str(position)
+
+
+__all__ = ["jit", "Jitted", "TracingError"]

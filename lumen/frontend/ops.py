@@ -1,0 +1,363 @@
+"""NumPy semantics on traced values: each function here takes array-likes (tracers, Python
+scalars, NumPy arrays, sizes) and emits primitives the way NumPy would compute the result."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir.dims import Dim, as_dim, prod
+from ..ir.ops.base import broadcast_dims, normalize_axis
+from ..ir.ops.elementwise import UFUNCS
+from .trace import check_dtype, const_value, current, to_value, weak_kind
+
+
+def wrap(value):
+    from .tracer import Tracer
+    return Tracer(value)
+
+
+def emit(op, inputs, **params):
+    return current().emit(op, inputs, **params)
+
+
+def _vals(xs):
+    return [to_value(x) for x in xs]
+
+
+# -- elementwise ------------------------------------------------------------------------------
+
+def cast_value(v, dtype):
+    dtype = check_dtype(dtype)
+    if v.dtype == dtype and not v.type.weak:
+        return v
+    if v.node is not None and v.node.op == "const" and not v.ndim:
+        with np.errstate(all="ignore"):
+            return const_value(v.node.params["value"].array.astype(dtype))
+    return emit("cast", [v], dtype=dtype).out
+
+
+def astype(x, dtype):
+    return wrap(cast_value(to_value(x), dtype))
+
+
+def ufunc(name, *xs, dtype=None):
+    """Apply NumPy or scipy.special ufunc ``name`` with NumPy's dtype resolution (NEP 50)."""
+    values = _vals(xs)
+    uf = UFUNCS.get(name)
+    if uf is None:
+        raise UnsupportedError(f"the ufunc numpy.{name} is not supported by lumen")
+    kinds = tuple(weak_kind(v) for v in values)
+    try:
+        if dtype is not None:
+            loop = uf.resolve_dtypes(kinds + (None,), signature=(None,) * len(kinds) + (np.dtype(dtype),))
+        else:
+            loop = uf.resolve_dtypes(kinds + (None,))
+    except TypeError as e:
+        raise TypeError(f"{name}: {e}") from None
+    for d in loop:
+        check_dtype(d, f"result of {name}")
+    values = [cast_value(v, d) for v, d in zip(values, loop[:len(values)])]
+    out = emit(name, values).out
+    if out.dtype != loop[-1]:
+        out = cast_value(out, loop[-1])
+    return wrap(out)
+
+
+def result_dtype(*values):
+    """np.result_type with weak Python scalars, as NumPy 2 promotes them."""
+    args = [{"f": 0.0, "i": 0, "u": 0}[v.dtype.kind] if v.type.weak else v.dtype for v in values]
+    return check_dtype(np.result_type(*args))
+
+
+def where(cond, x, y):
+    c, a, b = _vals((cond, x, y))
+    dt = result_dtype(a, b)
+    c = cast_value(c, bool)
+    return wrap(emit("select", [c, cast_value(a, dt), cast_value(b, dt)]).out)
+
+
+def clip(x, lo=None, hi=None):
+    out = x
+    if lo is not None:
+        out = ufunc("maximum", out, lo)
+    if hi is not None:
+        out = ufunc("minimum", out, hi)
+    return out
+
+
+def round_(x, decimals=0):
+    v = to_value(x)
+    if v.dtype.kind in "iub":
+        if decimals >= 0:
+            return wrap(v)
+        raise UnsupportedError("np.round of integers with negative decimals is not supported")
+    if decimals == 0:
+        return ufunc("rint", x)
+    scale = 10.0 ** decimals
+    return ufunc("divide", ufunc("rint", ufunc("multiply", x, scale)), scale) if decimals > 0 else \
+        ufunc("multiply", ufunc("rint", ufunc("divide", x, 10.0 ** -decimals)), 10.0 ** -decimals)
+
+
+# -- reductions -------------------------------------------------------------------------------
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(normalize_axis(operator.index(a), ndim) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError("duplicate value in 'axis'")
+        return tuple(sorted(axes))
+    return (normalize_axis(operator.index(axis), ndim),)
+
+
+def reduce(op, x, axis=None, keepdims=False, dtype=None):
+    v = to_value(x)
+    if dtype is not None:
+        v = cast_value(v, dtype)
+    elif op in ("sum", "prod") and v.type.weak:
+        v = cast_value(v, v.dtype)
+    axes = _axes(axis, v.ndim)
+    if op in ("argmax", "argmin"):
+        if axis is None:
+            flat = reshape(wrap(v), (-1,))
+            out = reduce(op, flat, 0)
+            return reshape(out, (1,) * v.ndim) if keepdims else out
+        return wrap(emit(op, [v], axes=axes, keepdims=bool(keepdims)).out)
+    return wrap(emit(op, [v], axes=axes, keepdims=bool(keepdims)).out)
+
+
+def count(v, axis):
+    """Number of elements of value ``v`` that a reduction over ``axis`` combines."""
+    return prod(v.shape[a] for a in _axes(axis, v.ndim))
+
+
+def mean(x, axis=None, dtype=None, keepdims=False):
+    v = to_value(x)
+    if dtype is None and v.dtype.kind in "iub":
+        dtype = np.float64
+    total = reduce("sum", wrap(v), axis, keepdims, dtype)
+    return ufunc("divide", total, count(v, axis))
+
+
+def var(x, axis=None, dtype=None, ddof=0, keepdims=False):
+    v = to_value(x)
+    if dtype is None and v.dtype.kind in "iub":
+        dtype = np.float64
+    if dtype is not None:
+        v = cast_value(v, dtype)
+    m = mean(wrap(v), axis, keepdims=True)
+    d = ufunc("subtract", wrap(v), m)
+    sq = reduce("sum", ufunc("multiply", d, d), axis, keepdims)
+    n = count(v, axis) - ddof
+    from ..ir.dims import dmax
+    return ufunc("divide", sq, dmax(n, 0))
+
+
+def std(x, axis=None, dtype=None, ddof=0, keepdims=False):
+    return ufunc("sqrt", var(x, axis, dtype, ddof, keepdims))
+
+
+def cumulative(op, x, axis=None, dtype=None):
+    v = to_value(x)
+    if dtype is not None:
+        v = cast_value(v, dtype)
+    if axis is None:
+        v = to_value(reshape(wrap(v), (-1,)))
+        axis = 0
+    return wrap(emit(op, [v], axis=normalize_axis(operator.index(axis), v.ndim)).out)
+
+
+# -- shapes -----------------------------------------------------------------------------------
+
+def _shape_arg(shape):
+    if isinstance(shape, (Dim, int, np.integer)) or hasattr(shape, "__index__") and not isinstance(shape, tuple):
+        return (shape,)
+    return tuple(shape)
+
+
+def reshape(x, shape):
+    v = to_value(x)
+    shape = list(_shape_arg(shape))
+    unknown = [i for i, d in enumerate(shape) if not isinstance(d, Dim) and operator.index(d) == -1]
+    if len(unknown) > 1:
+        raise ValueError("can only specify one unknown dimension")
+    dims = [as_dim(d) if i not in unknown else None for i, d in enumerate(shape)]
+    if unknown:
+        known = prod(d for d in dims if d is not None)
+        total = prod(v.shape)
+        if known.value == 0 or (known.value is None and known.hint == 0):
+            raise ValueError(f"cannot reshape array of size {total.hint} into shape {tuple(shape)}")
+        if total.hint % known.hint:
+            raise ValueError(f"cannot reshape array of size {total.hint} into shape "
+                             f"{tuple(int(d) if not isinstance(d, Dim) else d.hint for d in shape)}")
+        dims[unknown[0]] = total // known
+    for d in dims:
+        if d.hint < 0:
+            raise ValueError("negative dimensions not allowed")
+    dims = tuple(dims)
+    if dims == tuple(v.shape):
+        return wrap(v)
+    return wrap(emit("reshape", [v], shape=dims).out)
+
+
+def transpose(x, axes=None):
+    v = to_value(x)
+    if axes is None:
+        perm = tuple(range(v.ndim))[::-1]
+    else:
+        perm = tuple(normalize_axis(operator.index(a), v.ndim) for a in _shape_arg(axes))
+        if sorted(perm) != list(range(v.ndim)):
+            raise ValueError("axes don't match array")
+    if perm == tuple(range(v.ndim)):
+        return wrap(v)
+    return wrap(emit("transpose", [v], perm=perm).out)
+
+
+def swapaxes(x, a, b):
+    v = to_value(x)
+    perm = list(range(v.ndim))
+    a, b = normalize_axis(a, v.ndim), normalize_axis(b, v.ndim)
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(wrap(v), perm)
+
+
+def moveaxis(x, source, destination):
+    v = to_value(x)
+    src = [normalize_axis(a, v.ndim) for a in _shape_arg(source)]
+    dst = [normalize_axis(a, v.ndim) for a in _shape_arg(destination)]
+    order = [n for n in range(v.ndim) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(wrap(v), order)
+
+
+def expand_dims(x, axis):
+    v = to_value(x)
+    axes = _shape_arg(axis)
+    ndim = v.ndim + len(axes)
+    axes = sorted(normalize_axis(a, ndim) for a in axes)
+    shape = list(v.shape)
+    for a in axes:
+        shape.insert(a, Dim.const(1))
+    return reshape(wrap(v), tuple(shape))
+
+
+def squeeze(x, axis=None):
+    v = to_value(x)
+    if axis is None:
+        axes = [a for a, d in enumerate(v.shape) if d.value == 1]
+    else:
+        axes = [normalize_axis(a, v.ndim) for a in _shape_arg(axis)]
+        for a in axes:
+            if v.shape[a].value != 1 and int(v.shape[a]) != 1:
+                raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(wrap(v), tuple(d for a, d in enumerate(v.shape) if a not in axes))
+
+
+def broadcast_to(x, shape):
+    v = to_value(x)
+    shape = tuple(as_dim(d) for d in _shape_arg(shape))
+    if len(shape) < v.ndim:
+        raise ValueError("input operand has more dimensions than allowed by the axis remapping")
+    if shape == tuple(v.shape):
+        return wrap(v)
+    return wrap(emit("broadcast_to", [v], shape=shape).out)
+
+
+def broadcast_arrays(*xs):
+    values = _vals(xs)
+    shape, _ = broadcast_dims([v.shape for v in values], "broadcast_arrays")
+    return [broadcast_to(wrap(v), shape) for v in values]
+
+
+def concatenate(xs, axis=0, dtype=None):
+    values = _vals(xs)
+    if not values:
+        raise ValueError("need at least one array to concatenate")
+    if axis is None:
+        values = [to_value(reshape(wrap(v), (-1,))) for v in values]
+        axis = 0
+    ndim = values[0].ndim
+    if ndim == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    for v in values:
+        if v.ndim != ndim:
+            raise ValueError("all the input arrays must have same number of dimensions")
+    axis = normalize_axis(axis, ndim)
+    dt = check_dtype(dtype) if dtype is not None else result_dtype(*values)
+    values = [cast_value(v, dt) for v in values]
+    if len(values) == 1:
+        return wrap(values[0])
+    return wrap(emit("concatenate", values, axis=axis).out)
+
+
+def stack(xs, axis=0):
+    values = _vals(xs)
+    if not values:
+        raise ValueError("need at least one array to stack")
+    axis = normalize_axis(axis, values[0].ndim + 1)
+    return concatenate([expand_dims(wrap(v), axis) for v in values], axis)
+
+
+# -- linear algebra ---------------------------------------------------------------------------
+
+def matmul(a, b):
+    x, y = _vals((a, b))
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    dt = np.matmul.resolve_dtypes((weak_kind(x), weak_kind(y), None))
+    check_dtype(dt[-1], "result of matmul")
+    x, y = cast_value(x, dt[0]), cast_value(y, dt[1])
+    squeeze_axes = []
+    if x.ndim == 1:
+        x = to_value(reshape(wrap(x), (1, x.shape[0])))
+        squeeze_axes.append(-2)
+    if y.ndim == 1:
+        y = to_value(reshape(wrap(y), (y.shape[0], 1)))
+        squeeze_axes.append(-1)
+    out = emit("matmul", [x, y]).out
+    if squeeze_axes:
+        shape = list(out.shape)
+        for a in sorted(squeeze_axes):
+            shape.pop(a if a == -1 else len(shape) - 2)
+        return reshape(wrap(out), tuple(shape))
+    return wrap(out)
+
+
+def dot(a, b):
+    x, y = _vals((a, b))
+    if x.ndim == 0 or y.ndim == 0:
+        return ufunc("multiply", wrap(x), wrap(y))
+    if y.ndim > 2:
+        raise UnsupportedError("np.dot with a second operand of more than 2 dimensions is not "
+                               "supported; use np.matmul or np.tensordot-style reshapes")
+    return matmul(wrap(x), wrap(y))
+
+
+def outer(a, b):
+    x = reshape(a, (-1,))
+    y = reshape(b, (-1,))
+    return ufunc("multiply", expand_dims(x, 1), expand_dims(y, 0))
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+def full_like(x, fill, dtype=None, shape=None):
+    v = to_value(x)
+    dt = check_dtype(dtype) if dtype is not None else v.dtype
+    shape = v.shape if shape is None else tuple(as_dim(d) for d in _shape_arg(shape))
+    scalar = cast_value(to_value(fill), dt) if not _is_number(fill) else \
+        const_value(np.asarray(fill).astype(dt))
+    return broadcast_to(wrap(scalar), shape)
+
+
+def _is_number(x):
+    return isinstance(x, (bool, int, float, np.generic))
+
+
+def arange_like(n, dtype=np.int64):
+    """0, 1, ..., n-1 for a size ``n`` that may be symbolic."""
+    return wrap(emit("iota", [], size=as_dim(n), dtype=check_dtype(dtype)).out)

@@ -1,0 +1,97 @@
+"""The trace being recorded: the graph builder and the conversion of Python and NumPy values
+into graph values."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..errors import TracingError, UnsupportedError
+from ..ir.builder import GraphBuilder
+from ..ir.dims import Dim
+from ..ir.ops.creation import ConstValue
+from ..ir.types import SUPPORTED_DTYPES
+from .source import user_location
+
+_state = threading.local()
+
+
+class Trace:
+    def __init__(self, name: str):
+        self.builder = GraphBuilder(name)
+        self.argument_ids = set()   # id() of the tracers that are the function's own arguments
+
+    def emit(self, op, inputs, **params):
+        return self.builder.emit(op, inputs, user_location(), **params)
+
+    def __enter__(self):
+        self._prev = getattr(_state, "trace", None)
+        _state.trace = self
+        return self
+
+    def __exit__(self, *exc):
+        _state.trace = self._prev
+
+
+def current() -> Trace:
+    t = getattr(_state, "trace", None)
+    if t is None:
+        raise TracingError("a lumen tracer was used outside the function being traced "
+                           "(did a traced value leak out, e.g. into a global?)")
+    return t
+
+
+def check_dtype(dtype, what="array") -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        kind = "complex numbers are" if dtype.kind == "c" else f"dtype {dtype} is"
+        raise UnsupportedError(f"{kind} not supported by lumen ({what}); supported: "
+                               + ", ".join(d.name for d in SUPPORTED_DTYPES))
+    return dtype
+
+
+def const_value(value, weak=False):
+    """A graph value for a constant (uniform arrays become a broadcast scalar)."""
+    trace = current()
+    a = np.asarray(value)
+    check_dtype(a.dtype, "constant")
+    if a.ndim and a.size > 1 and _uniform(a):
+        scalar = trace.emit("const", [], value=ConstValue(a.reshape(-1)[:1].reshape(())), weak=False)
+        return trace.emit("broadcast_to", [scalar.out], shape=tuple(Dim.const(n) for n in a.shape)).out
+    return trace.emit("const", [], value=ConstValue(a), weak=weak).out
+
+
+def _uniform(a) -> bool:
+    """Every element has the same bits (so -0.0 and NaN payloads are kept exactly)."""
+    bits = np.ascontiguousarray(a).reshape(-1).view(f"u{a.dtype.itemsize}")
+    return bool((bits == bits[0]).all())
+
+
+def to_value(x):
+    """Graph value for a tracer, Python scalar (weak, NEP 50), NumPy array or scalar, or size."""
+    from .tracer import Tracer
+    if isinstance(x, Tracer):
+        return x._value
+    if isinstance(x, Dim):
+        return current().emit("dim", [], dim=x).out
+    if isinstance(x, bool):
+        return const_value(np.bool_(x))
+    if isinstance(x, int):
+        return const_value(np.asarray(x, np.int64 if -2**63 <= x < 2**63 else np.uint64), weak=True)
+    if isinstance(x, float):
+        return const_value(np.float64(x), weak=True)
+    if isinstance(x, complex):
+        raise UnsupportedError("complex numbers are not supported by lumen")
+    if isinstance(x, (np.ndarray, np.generic)):
+        return const_value(x)
+    if isinstance(x, (list, tuple)):
+        return const_value(np.asarray(x))
+    raise TypeError(f"lumen cannot use a {type(x).__name__} as an array in traced code")
+
+
+def weak_kind(value):
+    """What NumPy's dtype resolution should see for a value: its dtype, or the Python type of a
+    weak scalar."""
+    if value.type.weak:
+        return {"f": float, "i": int, "u": int}[value.dtype.kind]
+    return value.dtype

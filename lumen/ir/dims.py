@@ -1,0 +1,185 @@
+"""Symbolic sizes.
+
+Types never carry concrete sizes (DESIGN.md decision 3): every axis length is a `Dim`, an
+expression over the sizes of the graph's inputs that the compiled code evaluates at run time.
+Each `Dim` also keeps the value it had while tracing (`hint`), so that shape errors are caught
+at trace time with the user's line, and so that Python code that needs a real ``int`` (``range(n)``)
+can have one: that *concretises* the dim and the compiled function is then specialised on it.
+"""
+from __future__ import annotations
+
+import operator
+import threading
+
+_guard_sinks = threading.local()
+
+
+class Dim:
+    """An immutable size expression, compared and hashed by structure.
+
+    ``op`` is one of ``const`` (args: value), ``input`` (args: input position, axis), or an
+    arithmetic operator over other dims: ``add sub mul floordiv cdiv max min bcast``.
+    ``bcast(a, b)`` is NumPy's broadcast of two lengths: ``b`` where ``a == 1`` else ``a``.
+    """
+
+    __slots__ = ("op", "args", "hint")
+
+    def __init__(self, op: str, args: tuple, hint: int):
+        self.op, self.args, self.hint = op, args, int(hint)
+
+    # -- construction -------------------------------------------------------------------
+    @staticmethod
+    def const(value: int) -> "Dim":
+        return Dim("const", (int(value),), int(value))
+
+    @staticmethod
+    def input(position: int, axis: int, hint: int) -> "Dim":
+        return Dim("input", (position, axis), hint)
+
+    @property
+    def is_const(self) -> bool:
+        return self.op == "const"
+
+    @property
+    def value(self):
+        """The constant value, or None when the size is only known at run time."""
+        return self.args[0] if self.op == "const" else None
+
+    def __eq__(self, other):
+        if isinstance(other, Dim):
+            return self.op == other.op and self.args == other.args
+        if isinstance(other, int):
+            return concretize(self) == other
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.op, self.args))
+
+    # -- arithmetic (Python ints mix in freely) ---------------------------------------------
+    def __add__(self, o): return binary("add", self, o)
+    def __radd__(self, o): return binary("add", o, self)
+    def __sub__(self, o): return binary("sub", self, o)
+    def __rsub__(self, o): return binary("sub", o, self)
+    def __mul__(self, o): return binary("mul", self, o)
+    def __rmul__(self, o): return binary("mul", o, self)
+    def __floordiv__(self, o): return binary("floordiv", self, o)
+    def __rfloordiv__(self, o): return binary("floordiv", o, self)
+
+    # -- places where Python insists on a real int ------------------------------------------
+    def __index__(self): return concretize(self)
+    def __int__(self): return concretize(self)
+    def __float__(self): return float(concretize(self))
+    def __bool__(self): return concretize(self) != 0
+    def __lt__(self, o): return concretize(self) < int(o)
+    def __le__(self, o): return concretize(self) <= int(o)
+    def __gt__(self, o): return concretize(self) > int(o)
+    def __ge__(self, o): return concretize(self) >= int(o)
+
+    def __repr__(self):
+        return str(self.hint) if self.op == "const" else f"Dim({self.text()}={self.hint})"
+
+    def text(self) -> str:
+        """Readable expression, e.g. ``(in0.1 * 3)``."""
+        if self.op == "const":
+            return str(self.args[0])
+        if self.op == "input":
+            return f"in{self.args[0]}.{self.args[1]}"
+        a, b = self.args
+        return f"{self.op}({a.text()}, {b.text()})"
+
+    def leaves(self):
+        """The input dims this expression depends on."""
+        if self.op == "input":
+            yield self
+        elif self.op != "const":
+            for a in self.args:
+                yield from a.leaves()
+
+    def evaluate(self, input_shapes) -> int:
+        """Value of the expression for concrete input shapes (a sequence of tuples)."""
+        if self.op == "const":
+            return self.args[0]
+        if self.op == "input":
+            pos, axis = self.args
+            return int(input_shapes[pos][axis])
+        a, b = (x.evaluate(input_shapes) for x in self.args)
+        return _EVAL[self.op](a, b)
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+_EVAL = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
+    "floordiv": lambda a, b: a // b if b else 0, "cdiv": lambda a, b: _cdiv(a, b) if b else 0,
+    "max": max, "min": min, "bcast": lambda a, b: b if a == 1 else a,
+}
+
+
+def as_dim(x) -> Dim:
+    if isinstance(x, Dim):
+        return x
+    return Dim.const(operator.index(x))
+
+
+def binary(op: str, a, b) -> Dim:
+    """Build ``op(a, b)``, folding constants and the identities that keep expressions small."""
+    a, b = as_dim(a), as_dim(b)
+    if a.is_const and b.is_const:
+        return Dim.const(_EVAL[op](a.value, b.value))
+    if op == "add" and (a.value == 0 or b.value == 0):
+        return b if a.value == 0 else a
+    if op == "sub" and b.value == 0:
+        return a
+    if op == "sub" and a == b:
+        return Dim.const(0)
+    if op == "mul" and (a.value == 1 or b.value == 1):
+        return b if a.value == 1 else a
+    if op == "mul" and (a.value == 0 or b.value == 0):
+        return Dim.const(0)
+    if op in ("floordiv", "cdiv") and b.value == 1:
+        return a
+    if op in ("max", "min", "bcast") and a == b:
+        return a
+    if op == "bcast" and (a.value == 1 or b.value == 1):
+        return b if a.value == 1 else a
+    return Dim(op, (a, b), _EVAL[op](a.hint, b.hint))
+
+
+def dmax(a, b) -> Dim: return binary("max", a, b)
+def dmin(a, b) -> Dim: return binary("min", a, b)
+def cdiv(a, b) -> Dim: return binary("cdiv", a, b)
+
+
+def prod(dims) -> Dim:
+    out = Dim.const(1)
+    for d in dims:
+        out = binary("mul", out, d)
+    return out
+
+
+# -- concretisation: Python needed a real int ----------------------------------------------
+
+class guard_sink:
+    """Context manager collecting the dims that tracing concretised; the compiled function is
+    specialised on their values (checked again on every call)."""
+
+    def __init__(self):
+        self.guards: dict = {}
+
+    def __enter__(self):
+        self._prev = getattr(_guard_sinks, "current", None)
+        _guard_sinks.current = self
+        return self
+
+    def __exit__(self, *exc):
+        _guard_sinks.current = self._prev
+
+
+def concretize(d: Dim) -> int:
+    if d.op != "const":
+        sink = getattr(_guard_sinks, "current", None)
+        if sink is not None:
+            sink.guards[d] = d.hint
+    return d.hint

@@ -1,0 +1,23 @@
+"""The op registry: one `OpDef` per primitive, keyed by name, gathered explicitly from the
+family modules (no registration by import side effect)."""
+from __future__ import annotations
+
+from . import creation, cumulative, elementwise, indexing, kernel, linalg, movement, reduce
+from .base import Kind, OpDef
+
+OPS: dict[str, OpDef] = {}
+for _family in (elementwise, reduce, movement, indexing, linalg, creation, cumulative, kernel):
+    for _name, _def in _family.OPS.items():
+        assert _name not in OPS, f"primitive {_name} registered twice"
+        OPS[_name] = _def
+
+
+def ops_of_kind(kind: Kind) -> frozenset:
+    return frozenset(name for name, d in OPS.items() if d.kind is kind)
+
+
+ELEMENTWISE = ops_of_kind(Kind.ELEMENTWISE)
+REDUCE = ops_of_kind(Kind.REDUCE)
+MOVEMENT = ops_of_kind(Kind.MOVEMENT)
+
+__all__ = ["OPS", "OpDef", "Kind", "ELEMENTWISE", "REDUCE", "MOVEMENT", "ops_of_kind"]
