@@ -12,6 +12,7 @@ from ..ir.dims import Dim, guard_sink
 from ..ir.types import SUPPORTED_DTYPES, TensorType
 from ..ir.verify import verify
 from . import pytree
+from .creation import symbolic_constructors
 from .trace import Trace, to_value
 from .tracer import Tracer
 
@@ -125,7 +126,7 @@ class Jitted:
         for i in range(len(traced_args) + len(statics)):
             st = dict(statics)
             full.append(st[i] if i in st else traced_args.pop(0))
-        with trace, guard_sink() as sink:
+        with trace, guard_sink() as sink, symbolic_constructors():
             result = self.fn(*full)
             out_leaves, out_tree = pytree.flatten(result)
             out_values = [to_value(o) for o in out_leaves]

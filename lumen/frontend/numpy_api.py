@@ -8,6 +8,7 @@ import scipy.special as sc
 from ..errors import UnsupportedError
 from ..ir.ops.elementwise import UFUNCS
 from . import ops
+from .source import user_location
 
 _REDUCE_METHOD = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
                   "logical_and": "all", "logical_or": "any"}
@@ -49,9 +50,10 @@ def _qualname(f):
 def apply_function(func, args, kwargs):
     impl = FUNCTIONS.get(func)
     if impl is None:
-        name = getattr(func, "__name__", repr(func))
-        hint = " (see lumen.random)" if "random" in str(getattr(func, "__module__", "")) else ""
-        raise UnsupportedError(f"numpy.{name} is not supported by lumen{hint}")
+        name = f"{getattr(func, '__module__', None) or 'numpy'}.{getattr(func, '__name__', func)}"
+        loc = user_location()
+        where = f" (at {loc})" if loc else ""
+        raise UnsupportedError(f"{name} is not supported by lumen{where}")
     return impl(*args, **kwargs)
 
 

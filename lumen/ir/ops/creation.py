@@ -41,7 +41,7 @@ def _iota_infer(types, params):
 
 
 def _dim_infer(types, params):
-    return [TensorType(np.int64, ())], []
+    return [TensorType(np.int64, (), weak=True)], []   # a size mixes in like a Python int
 
 
 OPS = {

@@ -1,0 +1,96 @@
+"""Symbolic sizes for NumPy's array constructors.
+
+``np.arange(x.shape[0])`` or ``np.zeros((n, 10))`` call NumPy with a size that is only known at
+run time. While a function is traced, these constructors are wrapped: a call whose size
+arguments include a symbolic size becomes a graph value; every other call goes straight to
+NumPy, so other threads and ordinary arguments are unaffected.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from ..ir.dims import Dim, as_dim, cdiv, dmax
+from . import ops
+
+_lock = threading.Lock()
+_depth = 0
+_ORIGINAL = {name: getattr(np, name) for name in ("arange", "zeros", "ones", "empty", "full", "eye")}
+
+
+def _has_dim(*args):
+    for a in args:
+        if isinstance(a, Dim) or isinstance(a, (tuple, list)) and any(isinstance(d, Dim) for d in a):
+            return True
+    return False
+
+
+def _arange(start, stop=None, step=None, dtype=None, **kw):
+    if not _has_dim(start, stop, step) or kw:
+        args = [start] + ([stop] if stop is not None else []) + ([step] if step is not None else [])
+        if step is not None and stop is None:
+            args = [start, None, step]
+        return _ORIGINAL["arange"](*args, dtype=dtype, **kw)
+    if stop is None:
+        start, stop = 0, start
+    step = 1 if step is None else int(step)
+    n = dmax(cdiv(as_dim(stop) - as_dim(start), step), 0) if step > 0 else \
+        dmax(cdiv(as_dim(start) - as_dim(stop), -step), 0)
+    out = ops.arange_like(n, dtype or np.int64)
+    if step != 1:
+        out = ops.ufunc("multiply", out, step)
+    if not (isinstance(start, int) and start == 0):
+        out = ops.ufunc("add", out, start)
+    return ops.astype(out, dtype) if dtype is not None else out
+
+
+def _filled(name, fill):
+    def constructor(shape, *args, **kw):
+        if not _has_dim(shape) or args or set(kw) - {"dtype"}:
+            return _ORIGINAL[name](shape, *args, **kw)
+        dtype = kw.get("dtype") or np.float64
+        return ops.full_like(_ORIGINAL["zeros"]((), dtype), fill, dtype, shape)
+    return constructor
+
+
+def _full(shape, fill_value, dtype=None, **kw):
+    from .tracer import Tracer
+    if not (_has_dim(shape) or isinstance(fill_value, Tracer)) or kw:
+        return _ORIGINAL["full"](shape, fill_value, dtype, **kw)
+    if dtype is None:
+        dtype = ops.to_value(fill_value).dtype if isinstance(fill_value, Tracer) else np.asarray(fill_value).dtype
+    return ops.full_like(_ORIGINAL["zeros"]((), dtype), fill_value, dtype, shape)
+
+
+def _eye(N, M=None, k=0, dtype=float, **kw):
+    if not _has_dim(N, M) or kw:
+        return _ORIGINAL["eye"](N, M, k, dtype, **kw)
+    M = N if M is None else M
+    rows = ops.expand_dims(ops.ufunc("add", ops.arange_like(as_dim(N)), k), 1)
+    cols = ops.expand_dims(ops.arange_like(as_dim(M)), 0)
+    return ops.astype(ops.ufunc("equal", rows, cols), dtype)
+
+
+_WRAPPED = {"arange": _arange, "zeros": _filled("zeros", 0), "ones": _filled("ones", 1),
+            "empty": _filled("empty", 0), "full": _full, "eye": _eye}
+
+
+@contextlib.contextmanager
+def symbolic_constructors():
+    """Install the wrappers for the duration of a trace (nesting and threads are counted)."""
+    global _depth
+    with _lock:
+        if _depth == 0:
+            for name, fn in _WRAPPED.items():
+                setattr(np, name, fn)
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                for name, fn in _ORIGINAL.items():
+                    setattr(np, name, fn)
