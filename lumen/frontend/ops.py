@@ -126,7 +126,16 @@ def reduce(op, x, axis=None, keepdims=False, dtype=None):
             out = reduce(op, flat, 0)
             return reshape(out, (1,) * v.ndim) if keepdims else out
         return wrap(emit(op, [v], axes=axes, keepdims=bool(keepdims)).out)
-    return wrap(emit(op, [v], axes=axes, keepdims=bool(keepdims)).out)
+    return _as_requested(emit(op, [v], axes=axes, keepdims=bool(keepdims)).out, dtype)
+
+
+def _as_requested(out, dtype):
+    """``dtype=`` names the result dtype too: a sum of int8 asked for as int8 stays int8 (the
+    primitive accumulates small integers in int64; wrapping modulo 2**8 afterwards gives the
+    same bits as NumPy's int8 accumulator, and likewise for prod)."""
+    if dtype is not None and out.dtype != np.dtype(dtype):
+        out = cast_value(out, dtype)
+    return wrap(out)
 
 
 def count(v, axis):
@@ -167,7 +176,8 @@ def cumulative(op, x, axis=None, dtype=None):
     if axis is None:
         v = to_value(reshape(wrap(v), (-1,)))
         axis = 0
-    return wrap(emit(op, [v], axis=normalize_axis(operator.index(axis), v.ndim)).out)
+    out = emit(op, [v], axis=normalize_axis(operator.index(axis), v.ndim)).out
+    return _as_requested(out, dtype)
 
 
 # -- shapes -----------------------------------------------------------------------------------
