@@ -17,6 +17,7 @@ class CompiledEntry:
         self.executable = executable
         self.out_tree = out_tree
         self.graph, self.optimized = graph, optimized
+        self.captured = list(graph.captured)
 
     def guards_hold(self, arrays) -> bool:
         if not self.guards:
@@ -25,7 +26,7 @@ class CompiledEntry:
         return all(d.evaluate(shapes) == v for d, v in self.guards)
 
     def call(self, arrays):
-        outs = self.executable.run(arrays)
+        outs = self.executable.run(arrays + self.captured if self.captured else arrays)
         if self.out_tree == pytree.LEAF:
             return outs[0]
         return pytree.unflatten(self.out_tree, outs)

@@ -61,6 +61,8 @@ class Jitted:
 
     # -- calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if _tracing_now(args, kwargs):
+            return self.fn(*args, **kwargs)      # called from traced code: inline it
         key, arrays, dynamic, statics = self._prepare(args, kwargs)
         entry = self._lookup(key, arrays)
         if entry is None:
@@ -131,7 +133,8 @@ class Jitted:
             out_leaves, out_tree = pytree.flatten(result)
             out_values = [to_value(o) for o in out_leaves]
         graph = trace.builder.build(out_values, sink.guards)
-        graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays]
+        graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays + trace.captured]
+        graph.captured = trace.captured
         verify(graph)
         return graph, out_tree
 
@@ -147,6 +150,11 @@ class Jitted:
     def cache_info(self):
         """Counts of compiles and of calls served from the memory and disk caches."""
         return dict(self._stats)
+
+
+def _tracing_now(args, kwargs) -> bool:
+    leaves, _ = pytree.flatten((args, kwargs))
+    return any(isinstance(leaf, Tracer) for leaf in leaves)
 
 
 def _arg_names(signature, static_argnums, treedef):

@@ -15,11 +15,28 @@ from .source import user_location
 
 _state = threading.local()
 
+#: Constant arrays with more elements than this are passed in at run time, not compiled in.
+LARGE_CONSTANT = 256
+
 
 class Trace:
     def __init__(self, name: str):
         self.builder = GraphBuilder(name)
         self.argument_ids = set()   # id() of the tracers that are the function's own arguments
+        self.captured = []          # large constant arrays, passed to the compiled code as inputs
+        self._captured_values = {}
+
+    def capture(self, array):
+        """A graph input for a large constant array (kept out of the generated code)."""
+        key = id(array)
+        if key not in self._captured_values:
+            a = np.ascontiguousarray(array)
+            dims = tuple(Dim.const(n) for n in a.shape)
+            from ..ir.types import TensorType
+            v = self.builder.add_input(TensorType(a.dtype, dims), f"const{len(self.captured)}")
+            self.captured.append(a)
+            self._captured_values[key] = (v, array)   # the array is kept alive with its id
+        return self._captured_values[key][0]
 
     def emit(self, op, inputs, **params):
         return self.builder.emit(op, inputs, user_location(), **params)
@@ -58,6 +75,8 @@ def const_value(value, weak=False):
     if a.ndim and a.size > 1 and _uniform(a):
         scalar = trace.emit("const", [], value=ConstValue(a.reshape(-1)[:1].reshape(())), weak=False)
         return trace.emit("broadcast_to", [scalar.out], shape=tuple(Dim.const(n) for n in a.shape)).out
+    if a.size > LARGE_CONSTANT:
+        return trace.capture(a)
     return trace.emit("const", [], value=ConstValue(a), weak=weak).out
 
 

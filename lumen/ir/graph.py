@@ -95,6 +95,7 @@ class Graph:
         self.guards = dict(guards or {})
         self.input_names = None
         self.input_contiguous = [False] * len(self.inputs)
+        self.captured = []          # arrays appended to the arguments at every call
 
     def __repr__(self):
         from .printer import format_graph

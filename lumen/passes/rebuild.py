@@ -36,4 +36,5 @@ class Rebuilder:
                   [self[v] for v in self.graph.outputs], self.graph.guards)
         g.input_names = self.graph.input_names
         g.input_contiguous = self.graph.input_contiguous
+        g.captured = self.graph.captured
         return g
