@@ -2,8 +2,9 @@
 from .devices import devices
 from .errors import DeviceError, LumenError, TracingError, UnsupportedError
 from .frontend.jit import jit
+from . import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["jit", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
+__all__ = ["jit", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
            "__version__"]

@@ -34,12 +34,15 @@ def lower_graph(graph: Graph) -> str:
         return ctx.malloc_buffer(value.dtype, value.type.shape)
     ctx.new_array = new_array
 
+    # Every size check runs before any kernel: passes may rely on sizes the checks prove equal.
+    for node in graph.nodes:
+        for check in node.checks:
+            _emit_check(ctx, check, f"{node.op} at {node.loc or node.op}")
+
     last_use = _last_uses(graph)
     live = {}     # buffer slot -> values still needed that live in it
     for index, node in enumerate(graph.nodes):
         ctx.where = node.loc or node.op
-        for check in node.checks:
-            _emit_check(ctx, check, f"{node.op} at {ctx.where}")
         outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
         for v, a in zip(node.outputs, outs):
             env[v] = a

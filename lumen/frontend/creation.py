@@ -1,9 +1,11 @@
-"""Symbolic sizes for NumPy's array constructors.
+"""Library functions that cannot see a tracer through NumPy's protocols, wrapped while a
+function is traced.
 
 ``np.arange(x.shape[0])`` or ``np.zeros((n, 10))`` call NumPy with a size that is only known at
-run time. While a function is traced, these constructors are wrapped: a call whose size
-arguments include a symbolic size becomes a graph value; every other call goes straight to
-NumPy, so other threads and ordinary arguments are unaffected.
+run time: a call whose size arguments include a symbolic size becomes a graph value.
+``scipy.special.logsumexp / softmax / log_softmax`` on a tracer become `lumen.nn`'s. Every
+other call goes straight to the original, so other threads and ordinary arguments are
+unaffected.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 import threading
 
 import numpy as np
+import scipy.special as sc
 
 from ..ir.dims import Dim, as_dim, cdiv, dmax
 from . import ops
@@ -18,6 +21,7 @@ from . import ops
 _lock = threading.Lock()
 _depth = 0
 _ORIGINAL = {name: getattr(np, name) for name in ("arange", "zeros", "ones", "empty", "full", "eye")}
+_SCIPY_ORIGINAL = {name: getattr(sc, name) for name in ("logsumexp", "softmax", "log_softmax")}
 
 
 def _has_dim(*args):
@@ -77,6 +81,23 @@ _WRAPPED = {"arange": _arange, "zeros": _filled("zeros", 0), "ones": _filled("on
             "empty": _filled("empty", 0), "full": _full, "eye": _eye}
 
 
+def _scipy(name):
+    def wrapper(a, *args, **kw):
+        from .tracer import Tracer
+        if not isinstance(a, Tracer):
+            return _SCIPY_ORIGINAL[name](a, *args, **kw)
+        from .. import nn
+        b = kw.pop("b", None) if name == "logsumexp" else None
+        if b is not None or kw.pop("return_sign", False):
+            from ..errors import UnsupportedError
+            raise UnsupportedError(f"scipy.special.{name} with b= or return_sign= is not supported")
+        return getattr(nn, name)(a, *args, **kw)
+    return wrapper
+
+
+_SCIPY_WRAPPED = {name: _scipy(name) for name in _SCIPY_ORIGINAL}
+
+
 @contextlib.contextmanager
 def symbolic_constructors():
     """Install the wrappers for the duration of a trace (nesting and threads are counted)."""
@@ -85,6 +106,8 @@ def symbolic_constructors():
         if _depth == 0:
             for name, fn in _WRAPPED.items():
                 setattr(np, name, fn)
+            for name, fn in _SCIPY_WRAPPED.items():
+                setattr(sc, name, fn)
         _depth += 1
     try:
         yield
@@ -94,3 +117,5 @@ def symbolic_constructors():
             if _depth == 0:
                 for name, fn in _ORIGINAL.items():
                     setattr(np, name, fn)
+                for name, fn in _SCIPY_ORIGINAL.items():
+                    setattr(sc, name, fn)

@@ -12,6 +12,42 @@ from . import ops
 from .trace import to_value
 
 
+class View:
+    """The key of a view that basic indexing cannot express: a transpose or reshape of its base
+    (see `ops.view`). ``contiguous``: the view is C-contiguous when its base is."""
+
+    __slots__ = ("read", "write", "contiguous")
+
+    def __init__(self, read, write, contiguous):
+        self.read, self.write, self.contiguous = read, write, contiguous
+
+
+def is_c_contiguous(x) -> bool:
+    """Whether NumPy would hold ``x`` C-contiguously (and so reshape it without a copy). Fresh
+    arrays are; views are when their key keeps rows whole (leading ints, then one unit-step
+    slice, then full slices)."""
+    from .tracer import Tracer
+    if not isinstance(x, Tracer) or x._base is None:
+        return True
+    if isinstance(x._key, View):
+        ok = x._key.contiguous
+    else:
+        ok = _contiguous_key(_expand_key(x._key, x._base.ndim))
+    return ok and is_c_contiguous(x._base)
+
+
+def _contiguous_key(entries):
+    entries = [k for k in entries if k is not None]
+    i = 0
+    while i < len(entries) and not isinstance(entries[i], slice):
+        i += 1
+    if i < len(entries):
+        if entries[i].step not in (None, 1):
+            return False
+        i += 1
+    return all(isinstance(k, slice) and k == slice(None) for k in entries[i:])
+
+
 def _is_advanced(k):
     from .tracer import Tracer
     if isinstance(k, Tracer):
@@ -39,7 +75,7 @@ def _expand_key(key, ndim):
     n_ellipsis = sum(k is Ellipsis for k in key)
     if n_ellipsis > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
-    consumed = sum(1 for k in key if k is not None and k is not Ellipsis)
+    consumed = sum(_axes_used(k) for k in key if k is not None and k is not Ellipsis)
     if consumed > ndim:
         raise IndexError(f"too many indices for array: array is {ndim}-dimensional, but "
                          f"{consumed} were indexed")
@@ -52,6 +88,15 @@ def _expand_key(key, ndim):
     if n_ellipsis == 0:
         out.extend([slice(None)] * (ndim - consumed))
     return out
+
+
+def _axes_used(k):
+    """How many axes of the indexed array an entry consumes (a boolean mask: its ndim)."""
+    if _is_advanced(k):
+        v = to_value(k if not isinstance(k, list) else np.asarray(k))
+        if v.dtype.kind == "b":
+            return v.ndim
+    return 1
 
 
 def _range_spec(s: slice, n: Dim):
@@ -118,6 +163,8 @@ def _basic(x, entries):
 def getitem(x, key):
     from .tracer import Tracer
     v = to_value(x)
+    if isinstance(key, View):
+        return ops.wrap(key.read(v))
     entries = _expand_key(key, v.ndim)
     if not any(_is_advanced(k) for k in entries):
         out = _basic(x, entries)
@@ -142,26 +189,85 @@ def getitem(x, key):
 def setitem(x, key, value):
     """The array ``x`` would be after ``x[key] = value`` (a new graph value)."""
     v = to_value(x)
+    if isinstance(key, View):
+        return ops.wrap(key.write(v, ops.cast_value(to_value(value), v.dtype)))
     entries = _expand_key(key, v.ndim)
     val = ops.cast_value(to_value(value), v.dtype)
+    mask = _mask_entry(entries)
+    if mask is not None:
+        return _set_masked(v, entries, mask, val)
     if not any(_is_advanced(k) for k in entries):
-        if any(k is None for k in entries):
-            entries = [k for k in entries if k is not None]
-        specs = []
-        for axis, k in enumerate(entries):
-            n = v.shape[axis]
-            if isinstance(k, slice):
-                specs.append(_range_spec(k, n))
-            else:
-                i = operator.index(k)
-                if n.value is not None and not -n.value <= i < n.value:
-                    raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n.value}")
-                specs.append(("index", i))
-        return ops.wrap(ops.emit("update_slice", [v, val], specs=tuple(specs)).out)
+        entries = [k for k in entries if k is not None]
+        return ops.wrap(ops.emit("update_slice", [v, val], specs=_slice_specs(v, entries)).out)
+    if any(k is None for k in entries):
+        raise UnsupportedError("mixing None/np.newaxis with integer-array indexing is not supported")
+    return _set_advanced(x, v, entries, val)
+
+
+def _slice_specs(v, entries):
+    """`slice` / `update_slice` specs for ints and slices (no None, no arrays)."""
+    specs = []
+    for axis, k in enumerate(entries):
+        n = v.shape[axis]
+        if isinstance(k, slice):
+            specs.append(_range_spec(k, n))
+        else:
+            i = operator.index(k)
+            if n.value is not None and not -n.value <= i < n.value:
+                raise IndexError(f"index {i} is out of bounds for axis {axis} with size {n.value}")
+            specs.append(("index", i))
+    return tuple(specs)
+
+
+def _set_advanced(x, v, entries, val):
+    """``x[key] = val`` with integer arrays: a scatter into the region the slices select (moved
+    so that non-adjacent index arrays lead, as NumPy orders the indexed shape), written back
+    with `update_slice` when the slices do not cover every element."""
     adv = [i for i, k in enumerate(entries) if not isinstance(k, slice)]
-    full = all(k == slice(None) for k in entries if isinstance(k, slice))
-    if not full or adv != list(range(adv[0], adv[0] + len(adv))):
-        raise UnsupportedError("assignment with integer arrays is supported when the index "
-                               "arrays are adjacent and the other entries are full slices (:)")
     indices = [_as_index_value(entries[i]) for i in adv]
-    return ops.wrap(ops.emit("scatter", [v, val, *indices], start=adv[0], mode="set").out)
+    region_key = [k if isinstance(k, slice) else slice(None) for k in entries]
+    partial = any(k != slice(None) for k in region_key)
+    region = _basic(x, region_key) if partial else ops.wrap(v)
+    rv = to_value(region)
+    if adv == list(range(adv[0], adv[0] + len(adv))):
+        new = ops.emit("scatter", [rv, val, *indices], start=adv[0], mode="set").out
+    else:
+        perm = adv + [i for i in range(rv.ndim) if i not in adv]
+        moved = to_value(ops.transpose(region, perm))
+        scattered = ops.emit("scatter", [moved, val, *indices], start=0, mode="set").out
+        new = to_value(ops.transpose(ops.wrap(scattered), [perm.index(i) for i in range(rv.ndim)]))
+    if not partial:
+        return ops.wrap(new)
+    return ops.wrap(ops.emit("update_slice", [v, new], specs=_slice_specs(v, region_key)).out)
+
+
+def _mask_entry(entries):
+    """Position of a boolean-array entry in ``entries`` (None when there is none)."""
+    for i, k in enumerate(entries):
+        if _is_advanced(k) and to_value(k if not isinstance(k, list) else np.asarray(k)).dtype.kind == "b":
+            return i
+    return None
+
+
+def _set_masked(v, entries, pos, val):
+    """``x[mask] = value`` keeps x's shape, so unlike ``x[mask]`` it compiles: a select of value
+    where the mask holds. Supported when the other entries are full slices and the value does
+    not have one element per selected position (that count depends on the data)."""
+    mask = to_value(entries[pos] if not isinstance(entries[pos], list) else np.asarray(entries[pos]))
+    others = [k for i, k in enumerate(entries) if i != pos]
+    if any(not isinstance(k, slice) or k != slice(None) for k in others):
+        raise UnsupportedError("boolean-mask assignment is supported as x[mask] = value (with "
+                               "full slices before the mask); use np.where(mask, value, x)")
+    covered = v.shape[pos:pos + mask.ndim]
+    for axis, (m, n) in enumerate(zip(mask.shape, covered)):
+        if m.hint != n.hint:
+            raise IndexError(f"boolean index did not match indexed array along axis {pos + axis}; "
+                             f"size of axis is {n.hint} but size of corresponding boolean axis "
+                             f"is {m.hint}")
+    rest = v.ndim - pos - mask.ndim
+    if val.ndim > rest:
+        raise UnsupportedError("x[mask] = values with one value per selected element gives a "
+                               "data-dependent count, which lumen does not compile; assign a "
+                               "scalar or use np.where(mask, values, x)")
+    cond = ops.reshape(ops.wrap(mask), tuple(mask.shape) + (1,) * rest)
+    return ops.where(cond, ops.wrap(val), ops.wrap(v))

@@ -52,6 +52,8 @@ class Jitted:
         self.static_argnums = frozenset(
             {i % len(params) if params else i for i in _as_tuple(static_argnums)} |
             {params.index(n) for n in _as_tuple(static_argnames) if n in params})
+        self.static_argnames = frozenset(_as_tuple(static_argnames)) | \
+            {params[i] for i in self.static_argnums if i < len(params)}
         self.options = dict(device=device, parallel=parallel, cache=cache,
                             donate_argnums=_as_tuple(donate_argnums), fastmath=fastmath,
                             debug=debug)
@@ -72,12 +74,15 @@ class Jitted:
         return entry.call(arrays)
 
     def _prepare(self, args, kwargs):
-        if kwargs or len(args) != len(self.signature.parameters):
+        """Split the call into static values and the dynamic pytree ``(args, kwargs)``;
+        parameters left out keep the function's own defaults."""
+        if kwargs:
             bound = self.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            args = tuple(bound.arguments.values())
-        statics = tuple((i, args[i]) for i in sorted(self.static_argnums) if i < len(args))
-        dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
+            args, kwargs = bound.args, bound.kwargs
+        statics = tuple((i, a) for i, a in enumerate(args) if i in self.static_argnums) + \
+            tuple((k, kwargs[k]) for k in sorted(kwargs) if k in self.static_argnames)
+        dynamic = (tuple(a for i, a in enumerate(args) if i not in self.static_argnums),
+                   {k: v for k, v in kwargs.items() if k not in self.static_argnames})
         leaves, treedef = pytree.flatten(dynamic)
         arrays, specs = [], []
         for k, leaf in enumerate(leaves):
@@ -123,13 +128,13 @@ class Jitted:
             t = Tracer(v)
             trace.argument_ids.add(id(t))
             tracers.append(t)
-        traced_args = list(pytree.unflatten(treedef, tracers))
-        full = []
-        for i in range(len(traced_args) + len(statics)):
-            st = dict(statics)
-            full.append(st[i] if i in st else traced_args.pop(0))
+        traced_args, traced_kwargs = pytree.unflatten(treedef, tracers)
+        traced_args, static = list(traced_args), dict(statics)
+        call_args = [static[i] if i in static else traced_args.pop(0)
+                     for i in range(len(traced_args) + sum(isinstance(k, int) for k in static))]
+        call_kwargs = {**traced_kwargs, **{k: v for k, v in static.items() if isinstance(k, str)}}
         with trace, guard_sink() as sink, symbolic_constructors():
-            result = self.fn(*full)
+            result = self.fn(*call_args, **call_kwargs)
             out_leaves, out_tree = pytree.flatten(result)
             out_values = [to_value(o) for o in out_leaves]
         graph = trace.builder.build(out_values, sink.guards)
@@ -158,11 +163,15 @@ def _tracing_now(args, kwargs) -> bool:
 
 
 def _arg_names(signature, static_argnums, treedef):
+    """Readable names of the dynamic leaves, for the printed IR (``x``, ``params_w``)."""
     params = [n for i, n in enumerate(signature.parameters) if i not in static_argnums]
+    args_tree, kwargs_tree = treedef[1]
     names = []
-    for i, sub in enumerate(treedef[1]):
+    for i, sub in enumerate(args_tree[1]):
         base = params[i] if i < len(params) else f"arg{i}"
         names += [f"{base}{p}" if p else base for p in pytree.leaf_paths(sub)]
+    for key, sub in zip(kwargs_tree[1], kwargs_tree[2]):
+        names += [f"{key}{p}" if p else key for p in pytree.leaf_paths(sub)]
     return [n.replace("[", "_").replace("]", "").replace("'", "") for n in names]
 
 
@@ -205,9 +214,13 @@ def _leaf_spec(leaf, position, treedef):
 
 
 def _path(position, treedef):
+    """How the user would name dynamic leaf ``position`` (``0``, ``1[2]``, ``w['b']``)."""
+    args_tree, kwargs_tree = treedef[1]
     paths = []
-    for i, sub in enumerate(treedef[1]):
+    for i, sub in enumerate(args_tree[1]):
         paths += [f"{i}{p}" for p in pytree.leaf_paths(sub)]
+    for key, sub in zip(kwargs_tree[1], kwargs_tree[2]):
+        paths += [f"{key}{p}" for p in pytree.leaf_paths(sub)]
     return paths[position] if position < len(paths) else str(position)
 
 

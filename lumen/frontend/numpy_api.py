@@ -208,7 +208,7 @@ def _copy(a, order="K", subok=False):
 
 
 def _broadcast_to(array, shape, subok=False):
-    return ops.broadcast_to(array, shape)
+    return ops.broadcast_view(array, shape)
 
 
 def _moveaxis(a, source, destination):

@@ -103,7 +103,13 @@ def round_(x, decimals=0):
 # -- reductions -------------------------------------------------------------------------------
 
 def _axes(axis, ndim):
-    if axis is None:
+    if axis is None or ndim == 0:
+        # NumPy accepts an int axis 0 / -1 (not a tuple) for a 0-d array: nothing is reduced
+        if isinstance(axis, (tuple, list)) and axis:
+            from numpy.exceptions import AxisError
+            raise AxisError(f"axis {axis[0]} is out of bounds for array of dimension 0")
+        if axis is not None and not isinstance(axis, (tuple, list)):
+            _check_0d_axis(operator.index(axis))
         return tuple(range(ndim))
     if isinstance(axis, (tuple, list)):
         axes = tuple(normalize_axis(operator.index(a), ndim) for a in axis)
@@ -111,6 +117,12 @@ def _axes(axis, ndim):
             raise ValueError("duplicate value in 'axis'")
         return tuple(sorted(axes))
     return (normalize_axis(operator.index(axis), ndim),)
+
+
+def _check_0d_axis(axis):
+    if axis not in (0, -1):
+        from numpy.exceptions import AxisError
+        raise AxisError(f"axis {axis} is out of bounds for array of dimension 0")
 
 
 def reduce(op, x, axis=None, keepdims=False, dtype=None):
@@ -121,7 +133,7 @@ def reduce(op, x, axis=None, keepdims=False, dtype=None):
         v = cast_value(v, v.dtype)
     axes = _axes(axis, v.ndim)
     if op in ("argmax", "argmin"):
-        if axis is None:
+        if axis is None or v.ndim == 0:
             flat = reshape(wrap(v), (-1,))
             out = reduce(op, flat, 0)
             return reshape(out, (1,) * v.ndim) if keepdims else out
@@ -173,8 +185,10 @@ def cumulative(op, x, axis=None, dtype=None):
     v = to_value(x)
     if dtype is not None:
         v = cast_value(v, dtype)
-    if axis is None:
-        v = to_value(reshape(wrap(v), (-1,)))
+    if axis is None or v.ndim == 0:
+        if v.ndim == 0 and axis is not None:
+            _check_0d_axis(operator.index(axis))
+        v = to_value(reshape(wrap(v), (-1,)))    # NumPy: a 0-d input gives a 1-element result
         axis = 0
     out = emit(op, [v], axis=normalize_axis(operator.index(axis), v.ndim)).out
     return _as_requested(out, dtype)
@@ -208,9 +222,32 @@ def reshape(x, shape):
         if d.hint < 0:
             raise ValueError("negative dimensions not allowed")
     dims = tuple(dims)
-    if dims == tuple(v.shape):
-        return wrap(v)
-    return wrap(emit("reshape", [v], shape=dims).out)
+    out = _reshape_value(v, dims)
+    from .indexing import is_c_contiguous
+    if not (is_c_contiguous(x) or _unit_axes_only(v.shape, dims)):
+        return wrap(out)      # NumPy copies: later writes to x do not show, nor the other way
+    return view(x, out, lambda b: _reshape_value(b, dims),
+                lambda b, new: _reshape_value(new, tuple(b.shape)), True)
+
+
+def _reshape_value(v, dims):
+    return v if tuple(dims) == tuple(v.shape) else emit("reshape", [v], shape=tuple(dims)).out
+
+
+def _unit_axes_only(old, new):
+    """Only length-1 axes are added or removed (expand_dims / squeeze): always a view."""
+    return [d for d in old if d.hint != 1] == [d for d in new if d.hint != 1]
+
+
+def view(x, out, read, write, contiguous):
+    """``out`` as the NumPy view of ``x`` that it is: it sees later writes to ``x``, and writes
+    to it go to ``x`` (``v = z.T; v[0] = 1`` changes z). ``read(base_value)`` recomputes it,
+    ``write(base_value, new)`` gives the base after the view's contents became ``new``."""
+    from .tracer import Tracer
+    if not isinstance(x, Tracer):
+        return wrap(out)
+    from .indexing import View
+    return Tracer(out, base=x, key=View(read, write, contiguous))
 
 
 def transpose(x, axes=None):
@@ -221,9 +258,13 @@ def transpose(x, axes=None):
         perm = tuple(normalize_axis(operator.index(a), v.ndim) for a in _shape_arg(axes))
         if sorted(perm) != list(range(v.ndim)):
             raise ValueError("axes don't match array")
-    if perm == tuple(range(v.ndim)):
-        return wrap(v)
-    return wrap(emit("transpose", [v], perm=perm).out)
+    inverse = tuple(perm.index(i) for i in range(len(perm)))
+    return view(x, _transpose_value(v, perm), lambda b: _transpose_value(b, perm),
+                lambda b, new: _transpose_value(new, inverse), perm == tuple(range(v.ndim)))
+
+
+def _transpose_value(v, perm):
+    return v if tuple(perm) == tuple(range(v.ndim)) else emit("transpose", [v], perm=perm).out
 
 
 def swapaxes(x, a, b):
@@ -231,7 +272,7 @@ def swapaxes(x, a, b):
     perm = list(range(v.ndim))
     a, b = normalize_axis(a, v.ndim), normalize_axis(b, v.ndim)
     perm[a], perm[b] = perm[b], perm[a]
-    return transpose(wrap(v), perm)
+    return transpose(x, perm)
 
 
 def moveaxis(x, source, destination):
@@ -241,7 +282,7 @@ def moveaxis(x, source, destination):
     order = [n for n in range(v.ndim) if n not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
-    return transpose(wrap(v), order)
+    return transpose(x, order)
 
 
 def expand_dims(x, axis):
@@ -252,19 +293,28 @@ def expand_dims(x, axis):
     shape = list(v.shape)
     for a in axes:
         shape.insert(a, Dim.const(1))
-    return reshape(wrap(v), tuple(shape))
+    return reshape(x, tuple(shape))
 
 
 def squeeze(x, axis=None):
     v = to_value(x)
     if axis is None:
-        axes = [a for a, d in enumerate(v.shape) if d.value == 1]
+        axes = [a for a, d in enumerate(v.shape) if _is_one(d)]
     else:
         axes = [normalize_axis(a, v.ndim) for a in _shape_arg(axis)]
         for a in axes:
             if v.shape[a].value != 1 and int(v.shape[a]) != 1:
                 raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
-    return reshape(wrap(v), tuple(d for a, d in enumerate(v.shape) if a not in axes))
+    return reshape(x, tuple(d for a, d in enumerate(v.shape) if a not in axes))
+
+
+def _is_one(d):
+    """Whether an axis has length 1. A derived size (``x[:, :1]`` gives min(1, n)) that was 1
+    while tracing is taken as 1 and the function is specialised on it, as NumPy decides by the
+    actual length; input axes are never 1 unless the broadcast pattern says so."""
+    if d.value is not None or d.op == "input":
+        return d.value == 1
+    return d.hint == 1 and int(d) == 1
 
 
 def broadcast_to(x, shape):
@@ -275,6 +325,15 @@ def broadcast_to(x, shape):
     if shape == tuple(v.shape):
         return wrap(v)
     return wrap(emit("broadcast_to", [v], shape=shape).out)
+
+
+def broadcast_view(x, shape):
+    """``np.broadcast_to``: a read-only view of ``x`` (writing to it raises, as in NumPy)."""
+    out = to_value(broadcast_to(x, shape))
+
+    def write(base, new):
+        raise ValueError("assignment destination is read-only")
+    return view(x, out, lambda b: to_value(broadcast_to(wrap(b), out.shape)), write, False)
 
 
 def broadcast_arrays(*xs):

@@ -93,6 +93,8 @@ def to_value(x):
         return x._value
     if isinstance(x, Dim):
         return current().emit("dim", [], dim=x).out
+    if isinstance(x, (np.ndarray, np.generic)):      # before float: np.float64 is a float
+        return const_value(x)
     if isinstance(x, bool):
         return const_value(np.bool_(x))
     if isinstance(x, int):
@@ -101,8 +103,6 @@ def to_value(x):
         return const_value(np.float64(x), weak=True)
     if isinstance(x, complex):
         raise UnsupportedError("complex numbers are not supported by lumen")
-    if isinstance(x, (np.ndarray, np.generic)):
-        return const_value(x)
     if isinstance(x, (list, tuple)):
         return const_value(np.asarray(x))
     raise TypeError(f"lumen cannot use a {type(x).__name__} as an array in traced code")

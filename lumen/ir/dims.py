@@ -37,6 +37,18 @@ class Dim:
         return Dim("input", (position, axis), hint)
 
     @property
+    def not_one(self) -> bool:
+        """Known never to be 1 at run time. Input sizes are (a compiled function is specialised
+        on which axes have length 1), and so are products and broadcasts involving one."""
+        if self.op == "const":
+            return self.args[0] != 1
+        if self.op == "input":
+            return True
+        if self.op in ("mul", "bcast"):
+            return self.args[0].not_one or self.args[1].not_one
+        return False
+
+    @property
     def is_const(self) -> bool:
         return self.op == "const"
 
@@ -144,6 +156,8 @@ def binary(op: str, a, b) -> Dim:
         return a
     if op == "bcast" and (a.value == 1 or b.value == 1):
         return b if a.value == 1 else a
+    if op == "bcast" and (a.not_one or b.not_one):
+        return a if a.not_one else b    # the other side is then equal to it, or 1
     return Dim(op, (a, b), _EVAL[op](a.hint, b.hint))
 
 

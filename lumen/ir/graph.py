@@ -63,17 +63,23 @@ class Check:
 
 
 class Node:
-    """An application of primitive ``op`` with static ``params``."""
+    """An application of primitive ``op`` with static ``params``. ``origin`` names the rewrite
+    rule that created the node (None for traced nodes), so debug output can blame it."""
 
-    __slots__ = ("op", "inputs", "params", "outputs", "loc", "checks")
+    __slots__ = ("op", "inputs", "params", "outputs", "loc", "checks", "origin")
 
-    def __init__(self, op: str, inputs, params: dict, out_types, loc=None, checks=()):
+    def __init__(self, op: str, inputs, params: dict, out_types, loc=None, checks=(), origin=None):
         self.op = op
         self.inputs = tuple(inputs)
         self.params = dict(params)
         self.outputs = tuple(Value(t, self, i) for i, t in enumerate(out_types))
         self.loc = loc
         self.checks = tuple(checks)
+        self.origin = origin
+
+    def key(self):
+        """What makes two nodes compute the same thing (for common-subexpression merging)."""
+        return (self.op, tuple(v.id for v in self.inputs), tuple(sorted(self.params.items())))
 
     @property
     def out(self) -> Value:

@@ -33,12 +33,20 @@ def format_node(node, names) -> str:
     args = ", ".join(names[v] for v in node.inputs)
     params = []
     for key in sorted(node.params):
-        if key.startswith("_") or key in ("body", "space"):
+        if key.startswith("_") or key in ("body", "space", "epilogue", "reduce"):
             continue
         params.append(f"{key}={_param_text(node.params[key])}")
     if node.op == "kernel":
         body = node.params["body"]
+        red = node.params["reduce"]
         params.append("{" + body.text([f"a{i}" for i in range(body.n_inputs)]) + "}")
+        if red is not None:
+            keep = ", keepdims" if red.keepdims else ""
+            params.append(f"{red.op}(axes={_param_text(red.axes)}{keep})")
+        epilogue = node.params.get("epilogue")
+        if epilogue is not None:
+            names = ["r"] + [f"a{i}" for i in range(epilogue.n_inputs - 1)]
+            params.append("then {" + epilogue.text(names, prefix="e") + "}")
     text = f"{outs} = {node.op} {args}".rstrip()
     if params:
         text += " " + " ".join(params)

@@ -1,16 +1,48 @@
-"""The ordered pass pipeline from a traced graph to the graph of kernels codegen lowers."""
+"""The ordered pass pipeline from a traced graph to the graph of kernels codegen lowers.
+
+Phases and what each guarantees to the next:
+
+1. ``simplify``: constants folded, common subexpressions merged, dead nodes gone, IEEE-exact
+   identities applied (plus the non-exact ones under ``fastmath``). Negation stays
+   ``negative``; ``1 - x`` stays ``subtract``.
+2. ``stabilize``: naive formulas replaced by stable ones (log1p, expm1, softplus, sigmoid,
+   logsumexp, log-softmax, ...); rules are matched on the phase-1 form.
+3. ``unify_dims``: sizes proven equal by the graph's checks become one `Dim`.
+4. ``kernelize``: every elementwise and reduce node becomes a single-op ``kernel``.
+5. ``fuse``: kernels merged (elementwise chains, producers into reductions, epilogues).
+"""
 from __future__ import annotations
 
 from ..ir.verify import verify
+from .fuse import fuse
 from .kernelize import kernelize
+from .rewrite import apply_rules, disabled_rules
+from .rules import simplify, stabilize
+from .unify_dims import unify_dims
 
-#: (name, pass) in order; each takes a Graph and returns a new one.
-PIPELINE = (("kernelize", kernelize),)
+
+def _simplify(graph, fastmath):
+    rules = simplify.EXACT + (simplify.FASTMATH if fastmath else ())
+    return apply_rules(graph, rules, disabled_rules())
 
 
-def optimize(graph, check=False):
+def _stabilize(graph, fastmath):
+    return apply_rules(graph, simplify.EXACT + stabilize.RULES, disabled_rules())
+
+
+#: (name, pass) in order; each takes (graph, fastmath) and returns a new graph.
+PIPELINE = (
+    ("simplify", _simplify),
+    ("stabilize", _stabilize),
+    ("unify_dims", lambda g, fastmath: unify_dims(g)),
+    ("kernelize", lambda g, fastmath: kernelize(g)),
+    ("fuse", lambda g, fastmath: fuse(g)),
+)
+
+
+def optimize(graph, fastmath=False, check=False):
     for _name, run in PIPELINE:
-        graph = run(graph)
+        graph = run(graph, fastmath)
         if check:
             verify(graph)
     return graph

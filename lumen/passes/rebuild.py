@@ -5,25 +5,35 @@ from ..ir.graph import Graph, Node
 
 
 class Rebuilder:
-    """Maps the old graph's values to the new one's while a pass emits replacement nodes."""
+    """Maps the old graph's values to the new one's while a pass emits nodes. Adding a node
+    that computes what an earlier one does returns the earlier one (common subexpressions
+    are merged as a side effect of every pass)."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
         self.map = {v: v for v in graph.inputs}
         self.nodes = []
+        self._by_key = {}
 
     def __getitem__(self, value):
         return self.map[value]
 
-    def add(self, op, inputs, params, out_types, loc, checks=()) -> Node:
-        node = Node(op, inputs, params, out_types, loc, checks)
+    def add_node(self, node: Node) -> Node:
+        key = node.key()
+        existing = self._by_key.get(key)
+        if existing is not None:
+            return existing
+        self._by_key[key] = node
         self.nodes.append(node)
         return node
+
+    def add(self, op, inputs, params, out_types, loc, checks=(), origin=None) -> Node:
+        return self.add_node(Node(op, inputs, params, out_types, loc, checks, origin))
 
     def keep(self, node: Node) -> Node:
         """Re-emit ``node`` unchanged but for its (mapped) inputs."""
         new = self.add(node.op, [self[v] for v in node.inputs], node.params,
-                       [o.type for o in node.outputs], node.loc, node.checks)
+                       [o.type for o in node.outputs], node.loc, node.checks, node.origin)
         self.replace(node, new)
         return new
 
@@ -32,9 +42,13 @@ class Rebuilder:
             self.map[a] = b
 
     def finish(self) -> Graph:
-        g = Graph(self.graph.name, self.graph.inputs, self.nodes,
-                  [self[v] for v in self.graph.outputs], self.graph.guards)
-        g.input_names = self.graph.input_names
-        g.input_contiguous = self.graph.input_contiguous
-        g.captured = self.graph.captured
-        return g
+        return derived_graph(self.graph, self.nodes, [self[v] for v in self.graph.outputs])
+
+
+def derived_graph(graph: Graph, nodes, outputs) -> Graph:
+    """A graph with ``graph``'s inputs and metadata but new nodes and outputs."""
+    g = Graph(graph.name, graph.inputs, nodes, outputs, graph.guards)
+    g.input_names = graph.input_names
+    g.input_contiguous = graph.input_contiguous
+    g.captured = graph.captured
+    return g

@@ -8,6 +8,8 @@ import numpy as np
 
 from ..llvmtypes import i1, value_type
 from .loops import Operand, align, for_each, nest
+from ...ir.ops.kernel import body_dtype as body_dtype_of
+from ...ir.ops.reduce import reduce_dtype
 from .scalar import cast, is_nan, lower_scalar, truth
 
 SUM_BLOCK = 128
@@ -15,6 +17,8 @@ SUM_BLOCK = 128
 
 def eval_body(ctx, body, values, dtypes):
     """Emit a kernel's scalar program; returns (result, result dtype)."""
+    if not body.ops:
+        return values[0], dtypes[0]
     values, dtypes = list(values), list(dtypes)
     for s in body.ops:
         args = [values[a] for a in s.args]
@@ -23,10 +27,24 @@ def eval_body(ctx, body, values, dtypes):
     return values[-1], dtypes[-1]
 
 
+def used_inputs(body, n_lead=0):
+    """Indices of the kernel inputs a body reads (a body without ops reads value 0)."""
+    if not body.ops:
+        return {0} if n_lead == 0 else set()
+    return {a - n_lead for s in body.ops for a in s.args if n_lead <= a < body.n_inputs}
+
+
+def load_inputs(ctx, args, offsets, used):
+    """Values of the used inputs at ``offsets`` (None for inputs the body does not read)."""
+    return [ctx.load(a, o) if i in used else None for i, (a, o) in enumerate(zip(args, offsets))]
+
+
 def lower_kernel(ctx, node, args):
     p = node.params
     space = list(p["space"])
     space_vals = [ctx.dim(d) for d in space]
+    body = p["body"]
+    used = used_inputs(body)
     operands = [align(ctx, a, space) for a in args]
     dtypes = [a.dtype for a in args]
     red = p["reduce"]
@@ -34,15 +52,48 @@ def lower_kernel(ctx, node, args):
     if red is None:
         ops = [align(ctx, out, space)] + operands
 
-        def body(off, idx):
-            vals = [ctx.load(a, o) for a, o in zip(args, off[1:])]
-            v, _ = eval_body(ctx, p["body"], vals, dtypes)
+        def emit(off, idx):
+            v, _ = eval_body(ctx, body, load_inputs(ctx, args, off[1:], used), dtypes)
             ctx.store(out, off[0], v)
-        for_each(ctx, space_vals, ops, body)
+        for_each(ctx, space_vals, ops, emit)
     else:
-        _reduce(ctx, p["body"], red, space, space_vals, args, operands, dtypes, out)
+        _reduce(ctx, node, space, space_vals, args, operands, dtypes, out)
     ctx.raise_flagged()
     return [out]
+
+
+class _Epilogue:
+    """What happens to a reduced value before it is stored: the kernel's epilogue (reading
+    inputs at the output's index), or just the conversion to the output dtype."""
+
+    def __init__(self, ctx, node, args, kept, red_dtype):
+        self.ctx, self.args, self.red_dtype = ctx, args, red_dtype
+        self.body = node.params.get("epilogue")
+        red = node.params["reduce"]
+        n_space = len(node.params["space"])
+        self.axis_map = list(range(n_space)) if red.keepdims else list(kept)
+        self.used = used_inputs(self.body, n_lead=1) if self.body is not None else set()
+        out_dims = list(node.out.type.shape)
+        self.operands = {i: align(ctx, args[i], out_dims) for i in self.used}
+        self.out_dtype = node.out.dtype
+
+    def apply(self, value, space_indices):
+        """The value to store for reduced ``value`` at the output element whose space indices
+        (kept axes) are ``space_indices``."""
+        ctx, b = self.ctx, self.ctx.builder
+        if self.body is None:
+            return cast(ctx, value, self.red_dtype, self.out_dtype)
+        vals = [value] + [None] * len(self.args)
+        for i, op in self.operands.items():
+            off = ctx.i64(0)
+            for k, axis in enumerate(self.axis_map):
+                idx = space_indices.get(axis)
+                if idx is not None:
+                    off = b.add(off, b.mul(idx, op.strides[k]))
+            vals[1 + i] = ctx.load(self.args[i], off)
+        dtypes = [self.red_dtype] + [a.dtype for a in self.args]
+        v, _ = eval_body(ctx, self.body, vals, dtypes)
+        return v
 
 
 # -- reductions -------------------------------------------------------------------------------
@@ -103,19 +154,21 @@ def _better(ctx, op, v, best, dtype):
     return b.icmp_unsigned(sym, v, best)
 
 
-def _reduce(ctx, body, red, space, space_vals, args, operands, dtypes, out):
-    b = ctx.builder
+def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
+    body, red = node.params["body"], node.params["reduce"]
     op = red.op
     axes = sorted(red.axes)
     kept = [a for a in range(len(space)) if a not in axes]
-    body_dtype = body.ops[-1].dtype if body.ops else dtypes[0]
-    acc_dtype = _acc_dtype(op, body_dtype, out.dtype)
+    body_dtype = body_dtype_of(body, dtypes)
+    red_dtype = reduce_dtype(op, body_dtype)
+    acc_dtype = _acc_dtype(op, body_dtype, red_dtype)
     out_strides = _out_strides(ctx, red, space, out)
+    epilogue = _Epilogue(ctx, node, args, kept, red_dtype)
+    used = used_inputs(body)
 
     def element(off, target):
         """The body's value at ``off``, converted for accumulation in dtype ``target``."""
-        vals = [ctx.load(a, o) for a, o in zip(args, off)]
-        v, dt = eval_body(ctx, body, vals, dtypes)
+        v, dt = eval_body(ctx, body, load_inputs(ctx, args, off, used), dtypes)
         if op in ("any", "all"):
             return truth(ctx, v, dt)
         if op in ("argmax", "argmin"):
@@ -125,9 +178,10 @@ def _reduce(ctx, body, red, space, space_vals, args, operands, dtypes, out):
     inner = op in ("argmax", "argmin") or (axes and axes[-1] == len(space) - 1) or not kept
     if inner:
         _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, element,
-                      acc_dtype, body_dtype)
+                      acc_dtype, body_dtype, epilogue)
     else:
-        _reduce_into_output(ctx, op, space_vals, operands, out, out_strides, element)
+        _reduce_into_output(ctx, node, op, space_vals, operands, out, out_strides, element,
+                            epilogue, red_dtype)
 
 
 def _out_strides(ctx, red, space, out):
@@ -153,12 +207,12 @@ def _offset(ctx, indices, strides, axes):
 
 
 def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, element,
-                  acc_dtype, body_dtype):
+                  acc_dtype, body_dtype, epilogue):
     """Reduced axes innermost: an accumulator in registers per output element."""
     b = ctx.builder
     arg_mode = op in ("argmax", "argmin")
     acc_t = value_type(acc_dtype)
-    blocked = op == "sum" and np.dtype(acc_dtype).kind == "f"
+    blocked = op == "sum" and np.dtype(acc_dtype).kind == "f" and bool(axes)  # 0-d: no axis
 
     def per_output(off_outer, idx_outer):
         acc_slot = ctx.alloca(acc_t, "acc")
@@ -186,8 +240,9 @@ def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, e
         else:
             nest(ctx, space_vals, operands, visit, axes, 0, off_outer, dict(idx_outer))
         out_off = _offset(ctx, idx_outer, out_strides, kept)
-        result = b.load(idx_slot) if arg_mode else cast(ctx, b.load(acc_slot), acc_dtype, out.dtype)
-        ctx.store(out, out_off, result)
+        reduced = b.load(idx_slot) if arg_mode else \
+            cast(ctx, b.load(acc_slot), acc_dtype, epilogue.red_dtype)
+        ctx.store(out, out_off, epilogue.apply(reduced, idx_outer))
 
     nest(ctx, space_vals, operands, per_output, kept, 0, [ctx.i64(0)] * len(operands), {})
 
@@ -216,15 +271,28 @@ def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, a
     nest(ctx, space_vals, operands, outer_axes, axes[:-1], 0, off_outer, dict(idx_outer))
 
 
-def _reduce_into_output(ctx, op, space_vals, operands, out, out_strides, element):
-    """Reduced axes outside the innermost one: accumulate into the output in memory order."""
+def _reduce_into_output(ctx, node, op, space_vals, operands, out, out_strides, element,
+                        epilogue, red_dtype):
+    """Reduced axes outside the innermost one: accumulate in memory order into the output (or,
+    with an epilogue or another dtype, into a scratch buffer finished by a last pass)."""
     b = ctx.builder
-    init = identity(op, out.dtype)
-    with ctx.loop(ctx.count(out.shape), "init") as i:
-        ctx.store(out, b.mul(i, ctx.i64(out.dtype.itemsize)), init)
-    out_op = Operand(out, out_strides, False)
+    direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
+    acc = out if direct else ctx.malloc_buffer(red_dtype, node.out.type.shape, "reduce_acc")
+    init = identity(op, acc.dtype)
+    with ctx.loop(ctx.count(acc.shape), "init") as i:
+        ctx.store(acc, b.mul(i, ctx.i64(acc.dtype.itemsize)), init)
+    acc_op = Operand(acc, _out_strides(ctx, node.params["reduce"], node.params["space"], acc), False)
 
     def visit(off, idx):
-        v = element(off[1:], out.dtype)
-        ctx.store(out, off[0], combine(ctx, op, ctx.load(out, off[0]), v, out.dtype))
-    for_each(ctx, space_vals, [out_op] + operands, visit)
+        v = element(off[1:], acc.dtype)
+        ctx.store(acc, off[0], combine(ctx, op, ctx.load(acc, off[0]), v, acc.dtype))
+    for_each(ctx, space_vals, [acc_op] + operands, visit)
+    if direct:
+        return
+    out_dims = list(node.out.type.shape)
+    finish_ops = [align(ctx, out, out_dims), align(ctx, acc, out_dims)]
+
+    def finish(off, idx):
+        space_idx = {epilogue.axis_map[k]: i for k, i in idx.items()}
+        ctx.store(out, off[0], epilogue.apply(ctx.load(acc, off[1]), space_idx))
+    for_each(ctx, out.shape, finish_ops, finish, indices=True)

@@ -31,12 +31,12 @@ def _libm(ctx, name, ty, nargs=1):
     return ctx.function(name + suffix, ty, [ty] * nargs)
 
 
-def _call(ctx, name, x, *more):
+def call_libm(ctx, name, x, *more):
     """Call libm ``name`` (``namef`` for float32)."""
     return ctx.builder.call(_libm(ctx, name, x.type, 1 + len(more)), [x, *more])
 
 
-def _intr(ctx, name, *args):
+def call_intrinsic(ctx, name, *args):
     return ctx.builder.call(ctx.intrinsic(f"llvm.{name}", args[0].type, len(args)), list(args))
 
 
@@ -111,12 +111,12 @@ def _fdivmod(ctx, x, y):
     mod_nz = b.fcmp_unordered("!=", mod, zero)
     sign_diff = b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero))
     fix = b.and_(mod_nz, sign_diff)
-    mod2 = b.select(fix, b.fadd(mod, y), b.select(mod_nz, mod, _intr(ctx, "copysign", zero, y)))
+    mod2 = b.select(fix, b.fadd(mod, y), b.select(mod_nz, mod, call_intrinsic(ctx, "copysign", zero, y)))
     div2 = b.select(fix, b.fsub(div, _fconst(x, 1.0)), div)
-    fl = _intr(ctx, "floor", div2)
+    fl = call_intrinsic(ctx, "floor", div2)
     fl = b.select(b.fcmp_ordered(">", b.fsub(div2, fl), _fconst(x, 0.5)), b.fadd(fl, _fconst(x, 1.0)), fl)
     fl = b.select(b.fcmp_unordered("!=", div2, zero), fl,
-                  _intr(ctx, "copysign", zero, b.fdiv(x, y)))
+                  call_intrinsic(ctx, "copysign", zero, b.fdiv(x, y)))
     q = b.select(y_zero, b.fdiv(x, y), fl)
     m = b.select(y_zero, mod, mod2)
     return q, m
@@ -187,7 +187,7 @@ def _power(ctx, a, dt, out, p):
     x, y = a
     k = _kind(dt)
     if k == "f":
-        return _intr(ctx, "pow", x, y)
+        return call_intrinsic(ctx, "pow", x, y)
     if k == "b":
         return b.or_(x, b.not_(y))
     if k == "i":
@@ -203,7 +203,8 @@ def _power(ctx, a, dt, out, p):
     acc.add_incoming(_iconst(x, 1), pre)
     base.add_incoming(x, pre)
     e.add_incoming(y, pre)
-    b.cbranch(b.icmp_signed(">", e, _iconst(e, 0)), body, done)
+    # unsigned exponents use every bit (a negative signed one was flagged above)
+    b.cbranch(b.icmp_unsigned("!=", e, _iconst(e, 0)), body, done)
     b.position_at_end(body)
     odd = b.trunc(e, i1)
     acc2 = b.select(odd, b.mul(acc, base), acc)
@@ -235,7 +236,7 @@ def _abs(ctx, a, dt, out, p):
     (x,) = a
     k = _kind(dt)
     if k == "f":
-        return _intr(ctx, "fabs", x)
+        return call_intrinsic(ctx, "fabs", x)
     if k == "i":
         return b.select(b.icmp_signed("<", x, _iconst(x, 0)), b.sub(_iconst(x, 0), x), x)
     return x
@@ -260,6 +261,9 @@ def _sign(ctx, a, dt, out, p):
 
 @rule("reciprocal")
 def _reciprocal(ctx, a, dt, out, p):
+    """Integers: NumPy's loop converts ``1.0 / x`` back to the integer type, so 1 and -1 give
+    themselves and |x| > 1 gives 0; x = 0 gives C's conversion of inf, which on x86-64 is
+    INT_MIN for 32- and 64-bit signed types and 0 for narrower and for unsigned ones."""
     b = ctx.builder
     (x,) = a
     if _kind(dt) == "f":
@@ -267,7 +271,8 @@ def _reciprocal(ctx, a, dt, out, p):
     zero = b.icmp_unsigned("==", x, _iconst(x, 0))
     safe = b.select(zero, _iconst(x, 1), x)
     q = b.udiv(_iconst(x, 1), safe) if _kind(dt) == "u" else b.sdiv(_iconst(x, 1), safe)
-    return b.select(zero, _iconst(x, 1 << (x.type.width - 1)), q)
+    at_zero = 1 << (x.type.width - 1) if _kind(dt) == "i" and x.type.width >= 32 else 0
+    return b.select(zero, _iconst(x, at_zero), q)
 
 
 @rule("square")
@@ -277,23 +282,39 @@ def _square(ctx, a, dt, out, p):
 
 @rule("sqrt")
 def _sqrt(ctx, a, dt, out, p):
-    return _intr(ctx, "sqrt", a[0])
+    return call_intrinsic(ctx, "sqrt", a[0])
 
 
 def _libm_rule(op, name):
-    LOWER[op] = lambda ctx, a, dt, out, p: _call(ctx, name, *a)
+    LOWER[op] = lambda ctx, a, dt, out, p: call_libm(ctx, name, *a)
 
 
 for _op, _name in (("cbrt", "cbrt"), ("expm1", "expm1"), ("log1p", "log1p"), ("tan", "tan"),
                    ("arcsin", "asin"), ("arccos", "acos"), ("arctan", "atan"), ("sinh", "sinh"),
                    ("cosh", "cosh"), ("tanh", "tanh"), ("arcsinh", "asinh"), ("arccosh", "acosh"),
                    ("arctanh", "atanh"), ("arctan2", "atan2"), ("hypot", "hypot"), ("erf", "erf"),
-                   ("erfc", "erfc"), ("gammaln", "lgamma")):
+                   ("erfc", "erfc")):
     _libm_rule(_op, _name)
 
 
+@rule("gammaln")
+def _gammaln(ctx, a, dt, out, p):
+    """libm's lgamma, with scipy's (cephes') answers where they differ: gammaln(-inf) = -inf,
+    and inf for float64 x so small that 1/x overflows (cephes starts from z = 1/x)."""
+    b = ctx.builder
+    (x,) = a
+    r = call_libm(ctx, "lgamma", x)
+    r = b.select(b.fcmp_ordered("==", x, _fconst(x, -math.inf)), x, r)
+    if x.type == ir.DoubleType():
+        inv = call_intrinsic(ctx, "fabs", b.fdiv(_fconst(x, 1.0), x))
+        tiny = b.and_(b.fcmp_ordered("==", inv, _fconst(x, math.inf)),
+                      b.fcmp_ordered("!=", x, _fconst(x, 0.0)))
+        r = b.select(tiny, _fconst(x, math.inf), r)
+    return r
+
+
 def _intrinsic_rule(op, name):
-    LOWER[op] = lambda ctx, a, dt, out, p: _intr(ctx, name, *a)
+    LOWER[op] = lambda ctx, a, dt, out, p: call_intrinsic(ctx, name, *a)
 
 
 for _op, _name in (("exp", "exp"), ("exp2", "exp2"), ("log", "log"), ("log2", "log2"),
@@ -303,7 +324,7 @@ for _op, _name in (("exp", "exp"), ("exp2", "exp2"), ("log", "log"), ("log2", "l
 
 for _op, _name in (("floor", "floor"), ("ceil", "ceil"), ("trunc", "trunc"), ("rint", "roundeven")):
     LOWER[_op] = (lambda name: lambda ctx, a, dt, out, p:
-                  _intr(ctx, name, a[0]) if _kind(dt) == "f" else a[0])(_name)
+                  call_intrinsic(ctx, name, a[0]) if _kind(dt) == "f" else a[0])(_name)
 
 
 @rule("deg2rad")
@@ -353,11 +374,11 @@ def _logaddexp_rule(op, log_one_plus, exp, ln2):
     LOWER[op] = lower
 
 
-_logaddexp_rule("logaddexp", lambda c, v: _call(c, "log1p", v), lambda c, v: _intr(c, "exp", v),
+_logaddexp_rule("logaddexp", lambda c, v: call_libm(c, "log1p", v), lambda c, v: call_intrinsic(c, "exp", v),
                 math.log(2.0))
 _logaddexp_rule("logaddexp2",
-                lambda c, v: c.builder.fmul(_call(c, "log1p", v), _fconst(v, 1.0 / math.log(2.0))),
-                lambda c, v: _intr(c, "exp2", v), 1.0)
+                lambda c, v: c.builder.fmul(call_libm(c, "log1p", v), _fconst(v, 1.0 / math.log(2.0))),
+                lambda c, v: call_intrinsic(c, "exp2", v), 1.0)
 
 
 # -- comparisons and logic ----------------------------------------------------------------------
@@ -454,7 +475,7 @@ def _isinf(ctx, a, dt, out, p):
     if _kind(dt) != "f":
         return ir.Constant(i1, 0)
     x = a[0]
-    return ctx.builder.fcmp_ordered("==", _intr(ctx, "fabs", x), _fconst(x, math.inf))
+    return ctx.builder.fcmp_ordered("==", call_intrinsic(ctx, "fabs", x), _fconst(x, math.inf))
 
 
 @rule("isfinite")
@@ -462,7 +483,7 @@ def _isfinite(ctx, a, dt, out, p):
     if _kind(dt) != "f":
         return ir.Constant(i1, 1)
     x = a[0]
-    return ctx.builder.fcmp_ordered("<", _intr(ctx, "fabs", x), _fconst(x, math.inf))
+    return ctx.builder.fcmp_ordered("<", call_intrinsic(ctx, "fabs", x), _fconst(x, math.inf))
 
 
 @rule("signbit")
@@ -486,7 +507,7 @@ def _expit(ctx, a, dt, out, p):
     (x,) = a
     one = _fconst(x, 1.0)
     neg = b.fcmp_ordered("<", x, _fconst(x, 0.0))
-    e = _intr(ctx, "exp", b.select(neg, x, b.fneg(x)))
+    e = call_intrinsic(ctx, "exp", b.select(neg, x, b.fneg(x)))
     return b.select(neg, b.fdiv(e, b.fadd(one, e)), b.fdiv(one, b.fadd(one, e)))
 
 
@@ -495,9 +516,9 @@ def _logit(ctx, a, dt, out, p):
     b = ctx.builder
     (x,) = a
     one = _fconst(x, 1.0)
-    naive = _intr(ctx, "log", b.fdiv(x, b.fsub(one, x)))
+    naive = call_intrinsic(ctx, "log", b.fdiv(x, b.fsub(one, x)))
     s = b.fsub(b.fmul(_fconst(x, 2.0), x), one)
-    middle = b.fsub(_call(ctx, "log1p", s), _call(ctx, "log1p", b.fneg(s)))
+    middle = b.fsub(call_libm(ctx, "log1p", s), call_libm(ctx, "log1p", b.fneg(s)))
     inside = b.and_(b.fcmp_ordered(">=", x, _fconst(x, 0.3)), b.fcmp_ordered("<=", x, _fconst(x, 0.65)))
     return b.select(inside, middle, naive)
 
@@ -507,7 +528,7 @@ def _xlogy(ctx, a, dt, out, p):
     b = ctx.builder
     x, y = a
     zero = _fconst(x, 0.0)
-    prod = b.fmul(x, _intr(ctx, "log", y))
+    prod = b.fmul(x, call_intrinsic(ctx, "log", y))
     take_zero = b.and_(b.fcmp_ordered("==", x, zero), b.not_(is_nan(ctx, y)))
     return b.select(take_zero, zero, prod)
 
@@ -556,10 +577,13 @@ def _select(ctx, a, dt, out, p):
     return ctx.builder.select(c, x, y)
 
 
+from .stable import LOWER as STABLE  # noqa: E402  (stable.py calls back into this module)
+
+
 def lower_scalar(ctx, op, args, in_dtypes, out_dtype, params):
     """Lower one scalar primitive. ``in_dtypes`` are the operands' dtypes; for ``select`` the
     first is the condition's."""
     dt = in_dtypes[1] if op == "select" else in_dtypes[0]
     if op == "select":
         args = [truth(ctx, args[0], in_dtypes[0]), *args[1:]]
-    return LOWER[op](ctx, args, dt, out_dtype, params)
+    return (LOWER.get(op) or STABLE[op])(ctx, args, dt, out_dtype, params)

@@ -2,11 +2,13 @@
 family modules (no registration by import side effect)."""
 from __future__ import annotations
 
-from . import creation, cumulative, elementwise, indexing, kernel, linalg, movement, reduce
+from . import (creation, cumulative, elementwise, indexing, kernel, linalg, movement, reduce,
+               stable)
 from .base import Kind, OpDef
 
 OPS: dict[str, OpDef] = {}
-for _family in (elementwise, reduce, movement, indexing, linalg, creation, cumulative, kernel):
+for _family in (elementwise, stable, reduce, movement, indexing, linalg, creation, cumulative,
+                kernel):
     for _name, _def in _family.OPS.items():
         assert _name not in OPS, f"primitive {_name} registered twice"
         OPS[_name] = _def

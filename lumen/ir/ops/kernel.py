@@ -4,7 +4,10 @@ The body is a small SSA program of elementwise primitives over scalars. Its firs
 ``n_inputs`` values are the kernel's inputs read at the current index (each input broadcasts
 to the iteration space like a NumPy operand); each further value is one `ScalarOp`. The last
 value is the result, which is either stored at every index or, when ``reduce`` is set, combined
-over the reduced axes. Both backends lower this one structure.
+over the reduced axes. A reducing kernel may carry an ``epilogue``: a second scalar program
+applied to each reduced value before it is stored (value 0 is the reduced value, value 1 + i is
+input i read at the output's index), so that ``log(sum(exp(x)))`` finishes in the same pass.
+Both backends lower this one structure.
 """
 from __future__ import annotations
 
@@ -39,11 +42,11 @@ class KernelBody:
     n_inputs: int
     ops: tuple       # of ScalarOp
 
-    def text(self, input_names) -> str:
+    def text(self, input_names, prefix="s") -> str:
         names = list(input_names)
         parts = []
         for i, s in enumerate(self.ops):
-            name = f"s{i}"
+            name = f"{prefix}{i}"
             extra = "".join(f", {k}={v}" for k, v in s.params)
             parts.append(f"{name} = {s.op}({', '.join(names[a] for a in s.args)}{extra})")
             names.append(name)
@@ -58,17 +61,26 @@ def _out_shape(space, red):
     return tuple(d for i, d in enumerate(space) if i not in red.axes)
 
 
+def body_dtype(body: KernelBody, input_dtypes):
+    return body.ops[-1].dtype if body.ops else input_dtypes[0]
+
+
 def _infer(types, params):
     body, red, space = params["body"], params["reduce"], params["space"]
-    dtype = body.ops[-1].dtype if body.ops else types[0].dtype
+    dtype = body_dtype(body, [t.dtype for t in types])
     if red is not None:
         dtype = reduce_dtype(red.op, dtype)
+        epilogue = params.get("epilogue")
+        if epilogue is not None and epilogue.ops:
+            dtype = epilogue.ops[-1].dtype
     return [TensorType(dtype, _out_shape(space, red))], []
 
 
 def evaluate_body(body: KernelBody, arrays, shapes):
     """Run a kernel body with NumPy arrays (broadcast like the iteration space)."""
     from . import OPS
+    if not body.ops:
+        return arrays[0]
     values = list(arrays)
     for s in body.ops:
         (out,) = OPS[s.op].reference([values[a] for a in s.args], dict(s.params), shapes)
@@ -79,12 +91,18 @@ def evaluate_body(body: KernelBody, arrays, shapes):
 def _reference(arrays, params, shapes):
     from . import OPS
     space = tuple(d.evaluate(shapes) for d in params["space"])
-    arrays = [np.broadcast_to(a, space[len(space) - a.ndim:]) if a.ndim else a for a in arrays]
-    out = np.broadcast_to(evaluate_body(params["body"], arrays, shapes), space)
+    spread = [np.broadcast_to(a, space[len(space) - a.ndim:]) if a.ndim else a for a in arrays]
+    out = np.broadcast_to(evaluate_body(params["body"], spread, shapes), space)
     red = params["reduce"]
     if red is None:
         return [np.ascontiguousarray(out)]
-    return OPS[red.op].reference([out], {"axes": red.axes, "keepdims": red.keepdims}, shapes)
+    (reduced,) = OPS[red.op].reference([out], {"axes": red.axes, "keepdims": red.keepdims}, shapes)
+    epilogue = params.get("epilogue")
+    if epilogue is None:
+        return [reduced]
+    shape = np.shape(reduced)
+    extra = [np.broadcast_to(a, shape) if np.ndim(a) else a for a in arrays]
+    return [np.asarray(evaluate_body(epilogue, [reduced] + extra, shapes))]
 
 
 OPS = {"kernel": OpDef("kernel", Kind.KERNEL, _infer, _reference)}

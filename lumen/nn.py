@@ -1,0 +1,56 @@
+"""Neural-network helpers NumPy lacks (SPEC §4), written with NumPy calls so that, traced,
+they become ordinary lumen primitives that rewrites and autodiff see through. Called on plain
+arrays they run eagerly in NumPy, with the same stable formulas."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.special as sc
+
+__all__ = ["sigmoid", "softplus", "relu", "softmax", "log_softmax", "logsumexp", "crossentropy"]
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), without overflow for large |x|."""
+    return sc.expit(x)
+
+
+def softplus(x):
+    """log(1 + exp(x)), exact for large x and for x near -inf."""
+    return np.logaddexp(0.0, x) if isinstance(x, np.ndarray) else np.log1p(np.exp(x))
+
+
+def relu(x):
+    """max(x, 0); its gradient at 0 is 0 (JAX's convention)."""
+    return np.maximum(x, 0)
+
+
+def _shift(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) along ``axis``, shifted by the maximum so it never overflows."""
+    m = _shift(x, axis)
+    s = np.sum(np.exp(x - m), axis=axis, keepdims=True)
+    out = np.log(s) + m
+    return out if keepdims else np.squeeze(out, axis=axis) if axis is not None else np.reshape(out, ())
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis`` (max-shifted)."""
+    e = np.exp(x - _shift(x, axis))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    """log(softmax(x)) computed as x - logsumexp(x)."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def crossentropy(logits, labels):
+    """Mean negative log-likelihood of integer ``labels`` under softmax(``logits``) (rows are
+    examples, the last axis classes)."""
+    logp = log_softmax(logits, axis=-1)
+    n = logp.shape[0]
+    return -np.mean(logp[np.arange(n), labels])

@@ -1,0 +1,101 @@
+"""Housekeeping rules: constant folding and algebraic simplification.
+
+Guarantee of this phase: every rule in ``EXACT`` preserves IEEE results bit for bit (NaN, inf
+and signed zeros included). ``FASTMATH`` rules (``lumen.jit(..., fastmath=True)``) do not:
+x - x -> 0 is wrong for inf and NaN, x + 0 -> x is wrong for -0.0.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir.ops import ELEMENTWISE, OPS
+from ...ir.ops.creation import ConstValue
+from ..pattern import Pat, Rule, const_scalar
+
+FOLD_LIMIT = 256
+
+
+def _all_constant(value) -> bool:
+    node = value.node
+    return all(v.node is not None and v.node.op == "const" and
+               v.node.params["value"].array.size <= FOLD_LIMIT for v in node.inputs)
+
+
+def _fold(g, v):
+    node = v.node
+    arrays = [u.node.params["value"].array for u in node.inputs]
+    (out,) = OPS[node.op].reference(arrays, node.params, [])
+    out = np.asarray(out, dtype=v.dtype)
+    if out.size > FOLD_LIMIT:
+        return None
+    return g.emit("const", value=ConstValue(out), weak=False)
+
+
+def _same_type(x, like):
+    return x if x.type.dtype == like.dtype and x.ndim == like.ndim else None
+
+
+def _is_float(v):
+    return v.dtype.kind == "f"
+
+
+def _power_of_two_reciprocal(c) -> bool:
+    if not np.isfinite(c) or c == 0:
+        return False
+    m, _ = math.frexp(float(c))
+    return abs(m) == 0.5
+
+
+def _same_shape(a, b):
+    return a.ndim == b.ndim and tuple(a.shape) == tuple(b.shape)
+
+
+EXACT = (
+    Rule("constant_fold", Pat(tuple(sorted(ELEMENTWISE)), name="v", where=_all_constant),
+         lambda g, v: _fold(g, v)),
+    Rule("mul_by_one", Pat("multiply", Pat.var("x"), Pat.const(1), name="v"),
+         lambda g, x, v: x if _same_shape(x, v) else None),
+    Rule("div_by_one", Pat("divide", Pat.var("x"), Pat.const(1), name="v"),
+         lambda g, x, v: x if _same_shape(x, v) else None),
+    Rule("sub_zero", Pat("subtract", Pat.var("x"), Pat.const(0.0), name="v"),
+         lambda g, x, v: x if _same_shape(x, v) and _is_float(x) else None),
+    Rule("neg_neg", Pat("negative", Pat("negative", Pat.var("x"))), lambda g, x: x),
+    Rule("square_as_mul", Pat("power", Pat.var("x"), Pat.const(2), name="v"),
+         lambda g, x, v: g.emit("multiply", x, x) if _is_float(x) and _same_shape(x, v) else None),
+    Rule("pow_one", Pat("power", Pat.var("x"), Pat.const(1), name="v"),
+         lambda g, x, v: x if _same_shape(x, v) else None),
+    Rule("div_by_power_of_two", Pat("divide", Pat.var("x"), Pat.var("c", where=lambda c:
+         const_scalar(c) is not None and _power_of_two_reciprocal(const_scalar(c))), name="v"),
+         lambda g, x, c, v: g.emit("multiply", x, g.const_like(c, 1.0 / const_scalar(c)))
+         if _same_shape(x, v) else None),
+    Rule("cast_to_same", Pat("cast", Pat.var("x"), name="v"),
+         lambda g, x, v: x if x.dtype == v.dtype else None),
+    Rule("cast_roundtrip", Pat("cast", Pat("cast", Pat.var("x"), name="mid"), name="v"),
+         lambda g, x, mid, v: x if x.dtype == v.dtype and
+         np.can_cast(x.dtype, mid.dtype, "safe") else None),
+)
+
+FASTMATH = (
+    Rule("sub_self", Pat("subtract", Pat.var("x"), Pat.var("x"), name="v"),
+         lambda g, x, v: g.emit("broadcast_to", g.const_like(v, 0), shape=v.shape)
+         if _is_float(x) else None),
+    Rule("div_self", Pat("divide", Pat.var("x"), Pat.var("x"), name="v"),
+         lambda g, x, v: g.emit("broadcast_to", g.const_like(v, 1), shape=v.shape)),
+    Rule("add_zero", Pat("add", Pat.var("x"), Pat.const(0.0), name="v"),
+         lambda g, x, v: x if _same_shape(x, v) and _is_float(x) else None),
+    Rule("mul_zero", Pat("multiply", Pat.var("x"), Pat.const(0.0), name="v"),
+         lambda g, x, v: g.emit("broadcast_to", g.const_like(v, 0), shape=v.shape)
+         if _is_float(x) else None),
+    Rule("reassociate_add_consts",
+         Pat("add", Pat("add", Pat.var("x"), Pat.var("c1", where=lambda c: const_scalar(c) is not None)),
+             Pat.var("c2", where=lambda c: const_scalar(c) is not None), name="v"),
+         lambda g, x, c1, c2, v: g.emit("add", x, g.const_like(v, const_scalar(c1) + const_scalar(c2)))
+         if _same_shape(x, v) and _is_float(x) else None),
+    Rule("reassociate_mul_consts",
+         Pat("multiply", Pat("multiply", Pat.var("x"), Pat.var("c1", where=lambda c: const_scalar(c) is not None)),
+             Pat.var("c2", where=lambda c: const_scalar(c) is not None), name="v"),
+         lambda g, x, c1, c2, v: g.emit("multiply", x, g.const_like(v, const_scalar(c1) * const_scalar(c2)))
+         if _same_shape(x, v) and _is_float(x) else None),
+)
