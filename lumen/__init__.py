@@ -1,10 +1,10 @@
 """lumen: an LLVM-backed JIT array compiler for NumPy code (the public names of SPEC.md)."""
 from .devices import devices
-from .errors import DeviceError, LumenError, TracingError, UnsupportedError
+from .errors import DeviceError, LumenError, TracingError, UnsupportedError, VerificationError
 from .frontend.jit import jit
 from . import nn
 
 __version__ = "0.1.0"
 
 __all__ = ["jit", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
-           "__version__"]
+           "VerificationError", "__version__"]

@@ -16,3 +16,7 @@ class UnsupportedError(LumenError, NotImplementedError):
 
 class DeviceError(LumenError):
     """The requested device is not available or cannot run the program."""
+
+
+class VerificationError(LumenError, AssertionError):
+    """Debug mode: compiled code disagreed with the reference interpreter (SPEC §8)."""

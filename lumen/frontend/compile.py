@@ -12,7 +12,8 @@ from . import pytree
 class CompiledEntry:
     """A compiled specialisation: its size guards, the executable and the result structure."""
 
-    def __init__(self, graph, optimized, executable, out_tree):
+    def __init__(self, graph, optimized, executable, out_tree, options):
+        self.options = options
         self.guards = list(graph.guards.items())
         self.executable = executable
         self.out_tree = out_tree
@@ -27,16 +28,19 @@ class CompiledEntry:
 
     def call(self, arrays):
         outs = self.executable.run(arrays + self.captured if self.captured else arrays)
+        if self.options.get("debug"):
+            from .debug import verify_call
+            verify_call(self, arrays, outs, self.options)
         if self.out_tree == pytree.LEAF:
             return outs[0]
         return pytree.unflatten(self.out_tree, outs)
 
 
 def compile_graph(graph, out_tree, options) -> CompiledEntry:
-    optimized = optimize(graph, check=options.get("debug", False))
-    optimized.input_contiguous = graph.input_contiguous
+    optimized = optimize(graph, fastmath=options.get("fastmath", False),
+                         check=options.get("debug", False))
     executable = Executable(lower_graph(optimized), len(graph.outputs))
-    return CompiledEntry(graph, optimized, executable, out_tree)
+    return CompiledEntry(graph, optimized, executable, out_tree, options)
 
 
 class Lowered:
@@ -53,8 +57,8 @@ class Lowered:
 
     def optimized_graph(self):
         if self._optimized is None:
-            self._optimized = optimize(self.graph, check=True)
-            self._optimized.input_contiguous = self.graph.input_contiguous
+            self._optimized = optimize(self.graph, fastmath=self.options.get("fastmath", False),
+                                       check=True)
         return self._optimized
 
     def optimized_ir(self) -> str:

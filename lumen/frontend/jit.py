@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 
 import numpy as np
@@ -56,7 +57,7 @@ class Jitted:
             {params[i] for i in self.static_argnums if i < len(params)}
         self.options = dict(device=device, parallel=parallel, cache=cache,
                             donate_argnums=_as_tuple(donate_argnums), fastmath=fastmath,
-                            debug=debug)
+                            debug=debug or os.environ.get("LUMEN_DEBUG", "") not in ("", "0"))
         self._cache: dict = {}
         self._lock = threading.Lock()
         self._stats = {"compiles": 0, "memory_hits": 0, "disk_hits": 0}

@@ -102,6 +102,7 @@ class Graph:
         self.input_names = None
         self.input_contiguous = [False] * len(self.inputs)
         self.captured = []          # arrays appended to the arguments at every call
+        self.rewrites = []          # (rule name, node it replaced), from the pass that made it
 
     def __repr__(self):
         from .printer import format_graph

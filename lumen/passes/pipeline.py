@@ -21,28 +21,33 @@ from .rules import simplify, stabilize
 from .unify_dims import unify_dims
 
 
-def _simplify(graph, fastmath):
+def _simplify(graph, fastmath, disabled):
     rules = simplify.EXACT + (simplify.FASTMATH if fastmath else ())
-    return apply_rules(graph, rules, disabled_rules())
+    return apply_rules(graph, rules, disabled)
 
 
-def _stabilize(graph, fastmath):
-    return apply_rules(graph, simplify.EXACT + stabilize.RULES, disabled_rules())
+def _stabilize(graph, fastmath, disabled):
+    return apply_rules(graph, simplify.EXACT + stabilize.RULES, disabled)
 
 
-#: (name, pass) in order; each takes (graph, fastmath) and returns a new graph.
+#: (name, pass) in order; each takes (graph, fastmath, disabled rule names) -> new graph.
 PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
-    ("unify_dims", lambda g, fastmath: unify_dims(g)),
-    ("kernelize", lambda g, fastmath: kernelize(g)),
-    ("fuse", lambda g, fastmath: fuse(g)),
+    ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
+    ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
+    ("fuse", lambda g, fastmath, disabled: fuse(g)),
 )
 
 
-def optimize(graph, fastmath=False, check=False):
-    for _name, run in PIPELINE:
-        graph = run(graph, fastmath)
+def optimize(graph, fastmath=False, check=False, stages=None, disabled=None):
+    """Run the pipeline. ``stages``, a list, receives (pass name, graph) after each pass;
+    ``disabled`` adds rule names to those of ``LUMEN_DISABLE_REWRITES``."""
+    disabled = disabled_rules() | frozenset(disabled or ())
+    for name, run in PIPELINE:
+        graph = run(graph, fastmath, disabled)
         if check:
             verify(graph)
+        if stages is not None:
+            stages.append((name, graph))
     return graph

@@ -43,14 +43,17 @@ def apply_rules(graph: Graph, rules, disabled=frozenset()) -> Graph:
             continue
         for op in r.roots:
             by_op.setdefault(op, []).append(r)
+    fired = []
     for _ in range(MAX_ROUNDS):
-        graph, changed = _one_round(graph, by_op)
+        graph, changed = _one_round(graph, by_op, fired)
         if not changed:
             break
+    graph.rewrites = fired
     return graph
 
 
-def _one_round(graph, by_op):
+def _one_round(graph, by_op, fired):
+    """One bottom-up sweep; ``fired`` collects (rule name, the node it replaced)."""
     rb = Rebuilder(graph)
     changed = False
     for node in graph.nodes:
@@ -69,6 +72,7 @@ def _one_round(graph, by_op):
             if replacement.type.dtype != node.out.dtype or replacement.ndim != node.out.ndim:
                 raise AssertionError(f"rule {rule.name} changed the type of {node.op} at {node.loc}")
             rb.map[node.out] = replacement
+            fired.append((rule.name, node))
             changed = True
             continue
         kept = rb.add_node(new)
