@@ -15,8 +15,11 @@ def sigmoid(x):
 
 
 def softplus(x):
-    """log(1 + exp(x)), exact for large x and for x near -inf."""
-    return np.logaddexp(0.0, x) if isinstance(x, np.ndarray) else np.log1p(np.exp(x))
+    """log(1 + exp(x)), exact for large x and for x near -inf. Traced, it is spelled naively so
+    that the stabilize phase makes it the `softplus` primitive (which autodiff and fusion know);
+    on anything else (arrays, NumPy and Python scalars) NumPy computes it stably."""
+    from .frontend.tracer import Tracer
+    return np.log1p(np.exp(x)) if isinstance(x, Tracer) else np.logaddexp(0.0, x)
 
 
 def relu(x):

@@ -13,7 +13,7 @@ import contextlib
 import llvmlite.ir as ir
 import numpy as np
 
-from ..ir.dims import Dim
+from ..ir.dims import Dim, prod
 from .llvmtypes import i1, i8, i8p, i32, i64, i64p, memory_type, value_type
 
 # PyObject / PyArrayObject field offsets on 64-bit CPython (DESIGN.md, facts).
@@ -58,6 +58,8 @@ class Context:
         self.pending_errors: list = []
         self.dim_values: dict = {}
         self.buffer_slots: list = []
+        self._sizes: dict = {}      # buffer slot -> its byte size (a Dim)
+        self._pool: dict = {}       # byte size -> slots of dead buffers
         self._strings: dict = {}
         self._functions: dict = {}
 
@@ -191,11 +193,19 @@ class Context:
 
     # -- buffers ------------------------------------------------------------------------------
     def malloc_buffer(self, dtype, dims, name="buf") -> Arr:
-        """A fresh C-contiguous buffer of ``dims`` (freed after its last use, or on exit)."""
+        """A C-contiguous buffer of ``dims``: a dead buffer of the same byte size when there is
+        one (memory planning), else a fresh one; all are freed on exit."""
         b = self.builder
         dtype = np.dtype(dtype)
         shape = [self.dim(d) for d in dims]
         itemsize = dtype.itemsize
+        key = prod(dims) * itemsize
+        pooled = self._pool.get(key)
+        if pooled:
+            slot = pooled.pop()
+            self._sizes[slot] = key
+            return Arr(b.load(slot), shape, contiguous_strides(b, shape, itemsize, self.i64), dtype,
+                       dims, True, owner=slot)
         nbytes = b.mul(self.count(shape), self.i64(itemsize))
         nbytes = b.select(b.icmp_signed("<", nbytes, self.i64(64)), self.i64(64), nbytes)
         malloc = self.function("malloc", i8p, [i64])
@@ -203,15 +213,15 @@ class Context:
         slot = self.alloca(i8p, name)
         self._alloca_builder.store(ir.Constant(i8p, None), slot)
         self.buffer_slots.append(slot)
+        self._sizes[slot] = key
         b.store(ptr, slot)
         self.leave_if(b.icmp_unsigned("==", ptr, ir.Constant(i8p, None)), no_memory=True)
         return Arr(ptr, shape, contiguous_strides(b, shape, itemsize, self.i64), dtype,
                    dims, True, owner=slot)
 
-    def free_buffer(self, slot):
-        b = self.builder
-        b.call(self.function("free", ir.VoidType(), [i8p]), [b.load(slot)])
-        b.store(ir.Constant(i8p, None), slot)
+    def release_buffer(self, slot):
+        """The buffer's values are dead: later buffers of its size reuse it."""
+        self._pool.setdefault(self._sizes[slot], []).append(slot)
 
     def numpy_result(self, value, position: int) -> Arr:
         """A new NumPy array for graph output ``position``, handed to the outputs list."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir.dims import Dim
 from ..ir.graph import Graph
-from .context import Context
+from .context import Arr, Context
 from .lower import LOWER
 from .lower.loops import copy
 
@@ -26,13 +26,6 @@ def lower_graph(graph: Graph) -> str:
         first_output.setdefault(v, pos)
     produced_into = {}
 
-    def new_array(value):
-        pos = first_output.get(value)
-        if pos is not None and value not in produced_into:
-            produced_into[value] = pos
-            return ctx.numpy_result(value, pos)
-        return ctx.malloc_buffer(value.dtype, value.type.shape)
-    ctx.new_array = new_array
 
     # Every size check runs before any kernel: passes may rely on sizes the checks prove equal.
     for node in graph.nodes:
@@ -41,7 +34,28 @@ def lower_graph(graph: Graph) -> str:
 
     last_use = _last_uses(graph)
     live = {}     # buffer slot -> values still needed that live in it
+    current = {}
+
+    def new_array(value, inputs=()):
+        """Where ``value`` is computed: its result array if it is returned, else an input's
+        buffer that dies here (in place; ``inputs`` are (Value, Arr) read at the same
+        positions), else a dead or new buffer."""
+        pos = first_output.get(value)
+        if pos is not None and value not in produced_into:
+            produced_into[value] = pos
+            return ctx.numpy_result(value, pos)
+        for v, arr in inputs:
+            slot = arr.owner
+            if slot is not None and arr.contiguous and arr.dtype.itemsize == value.dtype.itemsize \
+                    and tuple(arr.dims) == tuple(value.type.shape) \
+                    and last_use.get(v) == current["index"] and live.get(slot) == {v}:
+                live[slot].clear()
+                return Arr(arr.data, arr.shape, arr.strides, value.dtype, value.type.shape, True, slot)
+        return ctx.malloc_buffer(value.dtype, value.type.shape)
+    ctx.new_array = new_array
+
     for index, node in enumerate(graph.nodes):
+        current["index"] = index
         ctx.where = node.loc or node.op
         outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
         for v, a in zip(node.outputs, outs):
@@ -51,7 +65,7 @@ def lower_graph(graph: Graph) -> str:
         for slot, values in list(live.items()):
             values.difference_update([v for v in values if last_use.get(v, index) <= index])
             if not values:
-                ctx.free_buffer(slot)
+                ctx.release_buffer(slot)
                 del live[slot]
 
     for pos, v in enumerate(graph.outputs):

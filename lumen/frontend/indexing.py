@@ -99,13 +99,19 @@ def _axes_used(k):
     return 1
 
 
+def _literal_zero(v) -> bool:
+    """``v`` is None or a plain 0. Never compares a symbolic size (``x[n // 2:]``), which would
+    specialise the function on it, nor a traced value (which has no Python value)."""
+    return v is None or not isinstance(v, Dim) and not _is_advanced(v) and operator.index(v) == 0
+
+
 def _range_spec(s: slice, n: Dim):
     """("range", start, step, size) for slice ``s`` over an axis of symbolic length ``n``
     (Python's slice.indices, with the signs of the static bounds deciding the cases)."""
     step = 1 if s.step is None else operator.index(s.step)
     if step == 0:
         raise ValueError("slice step cannot be zero")
-    if step == 1 and s.start in (None, 0) and s.stop is None:
+    if step == 1 and _literal_zero(s.start) and s.stop is None:
         return ("range", as_dim(0), 1, n)
 
     def bound(v, default, lo, hi):

@@ -397,7 +397,9 @@ def matmul(a, b):
 
 
 def dot(a, b):
-    x, y = _vals((a, b))
+    # np.dot converts Python scalars to arrays first: they are not weak here (NEP 50 applies to
+    # ufuncs), so np.dot(int32 array, 2) is int64
+    x, y = (cast_value(v, v.dtype) for v in _vals((a, b)))
     if x.ndim == 0 or y.ndim == 0:
         return ufunc("multiply", wrap(x), wrap(y))
     if y.ndim > 2:

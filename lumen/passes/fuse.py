@@ -8,7 +8,10 @@
   is two passes: the max, then the sum with its epilogue.
 
 A producer read by several consumers (or returned by the function) is inlined only when its body
-is cheap (a few arithmetic operations): an expensive producer is never computed twice.
+is cheap (a few arithmetic operations): an expensive producer is never computed twice. A consumer
+that reads a value twice (``e * e``) is one reader: inlined ops are merged within a body. A cheap
+producer over a smaller space that broadcasts into the consumer's (the float count a ``mean``
+divides by, a row of shifts) is recomputed per element rather than given a kernel of its own.
 """
 from __future__ import annotations
 
@@ -29,6 +32,12 @@ def _is_cheap(body: KernelBody) -> bool:
 
 def _same_dims(a, b) -> bool:
     return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+
+
+def _broadcasts_into(shape, space) -> bool:
+    """A value of ``shape`` broadcasts to ``space`` (trailing axes aligned, 1 stretches)."""
+    return len(shape) <= len(space) and \
+        all(d == s or d.value == 1 for d, s in zip(reversed(shape), reversed(space)))
 
 
 class _Program:
@@ -87,7 +96,7 @@ class _Fuser:
     def __init__(self, graph):
         self.uses = {}
         for n in graph.nodes:
-            for v in n.inputs:
+            for v in set(n.inputs):
                 self.uses[v] = self.uses.get(v, 0) + 1
         for v in graph.outputs:
             self.uses[v] = self.uses.get(v, 0) + 1
@@ -109,11 +118,14 @@ class _Fuser:
 
     def operand(self, prog, value, space):
         """Bind one input: inline an elementwise producer over the same space that is used
-        once or cheap; otherwise read it from memory."""
+        once or cheap, or a cheap one that broadcasts into the space; otherwise read it from
+        memory."""
         p = value.node
-        if p is not None and p.op == "kernel" and p.params["reduce"] is None and \
-                _same_dims(value.shape, space) and \
-                (self.n_uses(value) <= 1 or _is_cheap(p.params["body"])):
+        if p is None or p.op != "kernel" or p.params["reduce"] is not None:
+            return prog.input(value)
+        cheap = _is_cheap(p.params["body"])
+        if _same_dims(value.shape, space) and (self.n_uses(value) <= 1 or cheap) or \
+                cheap and _broadcasts_into(value.shape, space):
             return prog.inline(p.params["body"], [self.operand(prog, v, space) for v in p.inputs])
         return prog.input(value)
 

@@ -48,7 +48,7 @@ def lower_kernel(ctx, node, args):
     operands = [align(ctx, a, space) for a in args]
     dtypes = [a.dtype for a in args]
     red = p["reduce"]
-    out = ctx.new_array(node.out)
+    out = ctx.new_array(node.out, list(zip(node.inputs, args)) if red is None else ())
     if red is None:
         ops = [align(ctx, out, space)] + operands
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..dims import Dim
+from ..graph import Check
 from ..types import TensorType
 from .base import Kind, OpDef, broadcast_dims
 
@@ -29,10 +31,25 @@ def _gather_infer(types, params):
     return [TensorType(x.dtype, shape)], checks
 
 
+def assign_checks(target, value, what):
+    """The value of an assignment broadcasts *to* the target's shape (never the other way, as
+    NumPy says: a (3, 6) value does not fit a (6,) target): extra leading value axes must be 1,
+    the others equal the target's or be 1."""
+    checks = []
+    lead = len(value) - len(target)
+    for axis, d in enumerate(value):
+        if axis < lead:
+            if d.value != 1:
+                checks.append(Check("eq", d, Dim.const(1), f"could not broadcast {what}"))
+        elif d.value != 1 and d != target[axis - lead]:
+            checks.append(Check("expand", d, target[axis - lead], f"could not broadcast {what}"))
+    return checks
+
+
 def _scatter_infer(types, params):
     x, v, *idx = types
     shape, checks = gathered_shape(x.shape, [t.shape for t in idx], params["start"])
-    _, more = broadcast_dims([shape, v.shape], "the value assigned by indexing")
+    more = assign_checks(shape, v.shape, "the value assigned by indexing to the indexed shape")
     return [TensorType(x.dtype, x.shape)], checks + more
 
 
@@ -53,11 +70,11 @@ def _scatter_ref(arrays, params, shapes):
 
 
 def _update_slice_infer(types, params):
-    from .movement import slice_out_dims
+    from .movement import index_checks, slice_out_dims
     x, v = types
     target = slice_out_dims(x.shape, params["specs"])
-    _, checks = broadcast_dims([target, v.shape], "the value assigned by slicing")
-    return [TensorType(x.dtype, x.shape)], checks
+    checks = assign_checks(target, v.shape, "the value assigned by slicing to the sliced shape")
+    return [TensorType(x.dtype, x.shape)], index_checks(x.shape, params["specs"]) + checks
 
 
 def _update_slice_ref(arrays, params, shapes):

@@ -48,15 +48,22 @@ def slice_out_dims(in_shape, specs):
     return tuple(s[3] for s in specs if s[0] == "range") + tuple(in_shape[len(specs):])
 
 
-def _slice_infer(types, params):
-    (t,) = types
+def index_checks(shape, specs):
+    """The run-time bounds checks of the integer entries of slice ``specs`` over ``shape``
+    (shared by `slice` and `update_slice`: an unchecked index reads or writes outside the array)."""
     checks = []
-    for axis, s in enumerate(params["specs"]):
+    for axis, s in enumerate(specs):
         if s[0] == "index":
             i = s[1]
             need = Dim.const(i + 1) if i >= 0 else Dim.const(-i)
-            checks.append(Check("le", need, t.shape[axis],
+            checks.append(Check("le", need, shape[axis],
                                 f"index {i} is out of bounds for axis {axis}", IndexError))
+    return checks
+
+
+def _slice_infer(types, params):
+    (t,) = types
+    checks = index_checks(t.shape, params["specs"])
     return [TensorType(t.dtype, slice_out_dims(t.shape, params["specs"]))], checks
 
 

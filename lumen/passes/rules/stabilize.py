@@ -79,8 +79,12 @@ def _softmax_rule(g, v, e, s):
     return g.emit("divide", num, g.emit("sum", num, axes=axes, keepdims=True))
 
 
-def _constant_along(b, axis) -> bool:
-    return b.ndim > axis and b.shape[axis].value == 1
+def _constant_along(b, axis, ndim) -> bool:
+    """``b``, broadcast against an operand of ``ndim`` axes, does not vary along ``axis``.
+    Broadcasting aligns trailing axes: b's axis ``axis - (ndim - b.ndim)`` is the one that meets
+    the operand's ``axis`` (a b of shape (n, 1) against (k, n, m) varies along axis 1)."""
+    own = axis - (ndim - b.ndim)
+    return own < 0 or b.shape[own].value == 1
 
 
 def _argmax_of_monotone(op):
@@ -88,7 +92,7 @@ def _argmax_of_monotone(op):
     def build(g, v, a, **caps):
         (axis,) = v.node.params["axes"]
         b = caps.get("b")
-        if b is not None and not _constant_along(b, axis):
+        if b is not None and not _constant_along(b, axis, v.node.inputs[0].ndim):
             return None
         return g.emit(op, a, axes=(axis,), keepdims=v.node.params["keepdims"])
     return build
@@ -103,6 +107,22 @@ def _positive(b) -> bool:
 def _full_shape(a, v) -> bool:
     """``a`` has the shape of the argmax's operand (dropping the other operand loses nothing)."""
     return tuple(a.shape) == tuple(v.node.inputs[0].shape)
+
+
+def _selects_exp_ratio(v) -> bool:
+    """``v`` picks elements (integer-array indexing or a slice) out of ``exp(x) / s``."""
+    d = v.node.inputs[0].node
+    return d is not None and d.op == "divide" and d.inputs[0].node is not None and \
+        d.inputs[0].node.op == "exp"
+
+
+def _log_inside(g, v, picked):
+    """log(p[idx]) -> log(p)[idx]: the log then meets the ratio, which log_of_exp_ratio turns
+    into x - log(s). Picking a softmax probability before taking its log is how cross-entropy
+    is usually written, and the probability of a wrong class underflows to 0 for large logits."""
+    node = picked.node
+    logp = g.emit("log", node.inputs[0])
+    return g.emit(node.op, logp, *node.inputs[1:], **node.params)
 
 
 _SUM_EXP = Pat("sum", Pat("exp", Pat.var("x")), name="s")
@@ -136,9 +156,14 @@ RULES = (
          _checked(lambda g, v, x: x)),
     Rule("sqrt_of_square", Pat("sqrt", Pat("multiply", Pat.var("x"), Pat.var("x")), name="v"),
          _checked(lambda g, v, x: g.emit("absolute", x))),
+    Rule("sqrt_of_square_ufunc", Pat("sqrt", Pat("square", Pat.var("x")), name="v"),
+         _checked(lambda g, v, x: g.emit("absolute", x))),
     Rule("log_of_exp_ratio", Pat("log", Pat("divide", Pat("exp", Pat.var("x")), Pat.var("s")), name="v"),
          _checked(lambda g, v, x, s: g.emit("subtract", x, g.emit("log", s)))),
     Rule("logsumexp", Pat("log", _SUM_EXP, name="v"), _checked(_logsumexp_rule)),
+    Rule("log_of_picked_exp_ratio", Pat("log", Pat(("gather", "slice"), name="picked",
+                                                   where=_selects_exp_ratio), name="v"),
+         _checked(_log_inside)),
     Rule("softmax_max_shift", Pat("divide", Pat("exp", Pat.var("x"), name="e"),
                                   Pat("sum", Pat.var("e"), name="s"), name="v"),
          _checked(lambda g, v, x, e, s: _softmax_rule(g, v, e, s))),
