@@ -27,6 +27,13 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), device="cpu", paralle
     A compiled function is specialised on each argument's dtype, ndim, length-1 axes and
     layout, never on other sizes. ``static_argnums`` / ``static_argnames`` name arguments passed
     as Python values (hashable; a new value retraces).
+
+    ``fastmath=True`` also allows rewrites that are not IEEE-exact: ``x - x -> 0`` and
+    ``x * 0 -> 0`` (wrong for inf and NaN), ``x + 0 -> x`` (wrong for -0.0), reassociation of
+    constants. Without it every rewrite keeps IEEE results, except the stabilising ones, which
+    return the mathematically right value where the naive formula overflows or cancels.
+    ``debug=True`` (or ``LUMEN_DEBUG=1``) checks every call against a NumPy reference
+    interpreter and names the rewrite behind any difference (`lumen.VerificationError`).
     """
     options = dict(static_argnums=static_argnums, static_argnames=static_argnames, device=device,
                    parallel=parallel, cache=cache, donate_argnums=donate_argnums,

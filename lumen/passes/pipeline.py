@@ -7,9 +7,10 @@ Phases and what each guarantees to the next:
    ``negative``; ``1 - x`` stays ``subtract``.
 2. ``stabilize``: naive formulas replaced by stable ones (log1p, expm1, softplus, sigmoid,
    logsumexp, log-softmax, ...); rules are matched on the phase-1 form.
-3. ``unify_dims``: sizes proven equal by the graph's checks become one `Dim`.
-4. ``kernelize``: every elementwise and reduce node becomes a single-op ``kernel``.
-5. ``fuse``: kernels merged (elementwise chains, producers into reductions, epilogues).
+3. ``specialize``: matrix product + bias / scaling -> one BLAS ``gemm``.
+4. ``unify_dims``: sizes proven equal by the graph's checks become one `Dim`.
+5. ``kernelize``: every elementwise and reduce node becomes a single-op ``kernel``.
+6. ``fuse``: kernels merged (elementwise chains, producers into reductions, epilogues).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..ir.verify import verify
 from .fuse import fuse
 from .kernelize import kernelize
 from .rewrite import apply_rules, disabled_rules
-from .rules import simplify, stabilize
+from .rules import simplify, specialize, stabilize
 from .unify_dims import unify_dims
 
 
@@ -34,6 +35,7 @@ def _stabilize(graph, fastmath, disabled):
 PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
+    ("specialize", lambda g, fastmath, disabled: apply_rules(g, specialize.RULES, disabled)),
     ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
     ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
     ("fuse", lambda g, fastmath, disabled: fuse(g)),

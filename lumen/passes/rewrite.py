@@ -20,8 +20,13 @@ class Emitter:
     """What a rule's ``build`` uses to make new nodes: types come from the op registry, the
     source line from the node being replaced, ``origin`` names the rule."""
 
-    def __init__(self, rb: Rebuilder, loc, rule_name):
+    def __init__(self, rb: Rebuilder, loc, rule_name, uses=None):
         self.rb, self.loc, self.rule = rb, loc, rule_name
+        self._uses = uses
+
+    def uses(self, value) -> int:
+        """How many nodes (and graph outputs) read ``value``."""
+        return self._uses(value)
 
     def emit(self, op, *inputs, **params):
         types, checks = OPS[op].infer([v.type for v in inputs], params)
@@ -56,6 +61,16 @@ def _one_round(graph, by_op, fired):
     """One bottom-up sweep; ``fired`` collects (rule name, the node it replaced)."""
     rb = Rebuilder(graph)
     changed = False
+    old_uses, original = {}, {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            old_uses[v] = old_uses.get(v, 0) + 1
+    for v in graph.outputs:
+        old_uses[v] = old_uses.get(v, 0) + 1
+
+    def uses(value):
+        return old_uses.get(original.get(value, value), 0)
+
     for node in graph.nodes:
         inputs = [rb[v] for v in node.inputs]
         new = Node(node.op, inputs, node.params, [o.type for o in node.outputs], node.loc,
@@ -65,7 +80,7 @@ def _one_round(graph, by_op, fired):
             for rule in by_op.get(node.op, ()):
                 caps = {}
                 if rule.pattern.match(new.out, caps):
-                    replacement = rule.build(Emitter(rb, node.loc, rule.name), **_plain(caps))
+                    replacement = rule.build(Emitter(rb, node.loc, rule.name, uses), **caps)
                     if replacement is not None:
                         break
         if replacement is not None:
@@ -80,13 +95,10 @@ def _one_round(graph, by_op, fired):
             changed = True
         for a, b in zip(node.outputs, kept.outputs):
             rb.map[a] = b
+            original[b] = a
     out = rb.finish()
     pruned = remove_dead(out)
     return pruned, changed or len(pruned.nodes) != len(graph.nodes)
-
-
-def _plain(caps):
-    return {k: v for k, v in caps.items()}
 
 
 def remove_dead(graph: Graph) -> Graph:

@@ -10,6 +10,21 @@ from .loops import align, copy, nest
 from .scalar import LOWER as SCALAR, cast
 
 
+def lower_gemm(ctx, node, args):
+    """alpha * (a @ b) + beta * c: c copied into the result, then ?gemm with beta."""
+    a, b_, c = args
+    out = ctx.new_array(node.out)
+    alpha, beta = node.params["alpha"], node.params["beta"]
+    if beta:
+        copy(ctx, c, out)
+    batch = list(node.out.type.shape[:-2])
+    gemm = _Gemm(ctx, a, b_, out, alpha, beta)
+    operands = [align(ctx, _batch_view(x), batch) for x in (out, gemm.a.arr, gemm.b.arr)]
+    nest(ctx, [ctx.dim(d) for d in batch], operands, lambda off, idx: gemm.call(*off),
+         list(range(len(batch))), 0, [ctx.i64(0)] * 3, {})
+    return [out]
+
+
 def lower_matmul(ctx, node, args):
     a, b_ = args
     out = ctx.new_array(node.out)
@@ -44,8 +59,9 @@ class _Gemm:
     """Prepares operands once (a contiguous copy where strides do not suit BLAS), then calls
     ``?gemm`` per batch element: C^T = B^T A^T in BLAS's column-major terms."""
 
-    def __init__(self, ctx, a, b_, out):
+    def __init__(self, ctx, a, b_, out, alpha=1.0, beta=0.0):
         self.ctx = ctx
+        self.alpha, self.beta = alpha, beta
         self.out = out
         bld = ctx.builder
         self.itemsize = out.dtype.itemsize
@@ -128,8 +144,8 @@ class _Gemm:
         ldb = slot(b.trunc(b_ld, i32))
         ldc_v = b.select(b.icmp_signed("<", self.n, ctx.i64(1)), ctx.i64(1), self.n)
         ldc = slot(b.trunc(ldc_v, i32))
-        alpha = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, 1.0))
-        beta = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, 0.0))
+        alpha = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, float(self.alpha)))
+        beta = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, float(self.beta)))
         b.call(self.fn, [trans_b, trans_a, n, m, k, alpha, b.gep(b_data, [off_b]), ldb,
                          b.gep(a_data, [off_a]), lda, beta, b.gep(self.out.data, [off_c]), ldc])
 
@@ -159,4 +175,4 @@ def _loop_matmul(ctx, a, b_, out, off_c, off_a, off_b):
             ctx.store(out, po, bld.load(acc))
 
 
-LOWER = {"matmul": lower_matmul}
+LOWER = {"matmul": lower_matmul, "gemm": lower_gemm}
