@@ -9,6 +9,7 @@ import math
 import llvmlite.ir as ir
 import numpy as np
 
+from . import mathlib
 from ..llvmtypes import const, i1, value_type
 
 LOWER = {}
@@ -32,11 +33,19 @@ def _libm(ctx, name, ty, nargs=1):
 
 
 def call_libm(ctx, name, x, *more):
-    """Call libm ``name`` (``namef`` for float32)."""
+    """libm's ``name`` (``namef`` for float32); exp, expm1, log, log1p and tanh are emitted
+    inline instead (`mathlib`), so that loops using them vectorise."""
+    inline = mathlib.FUNCTIONS.get(name)
+    if inline is not None and not more:
+        return inline(ctx, x)
     return ctx.builder.call(_libm(ctx, name, x.type, 1 + len(more)), [x, *more])
 
 
 def call_intrinsic(ctx, name, *args):
+    """LLVM intrinsic ``llvm.name``; for exp and log the inline `mathlib` versions."""
+    inline = mathlib.FUNCTIONS.get(name)
+    if inline is not None and len(args) == 1:
+        return inline(ctx, args[0])
     return ctx.builder.call(ctx.intrinsic(f"llvm.{name}", args[0].type, len(args)), list(args))
 
 
