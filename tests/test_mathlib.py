@@ -58,7 +58,8 @@ def test_special_values(name, dtype):
         expected = ref(x)
         got = lumen.jit(lambda v: ref(v))(x)
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
+    number = ~np.isnan(expected)            # a NaN's sign bit carries no meaning
+    np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(expected[number]))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
