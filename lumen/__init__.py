@@ -2,9 +2,12 @@
 from .devices import devices
 from .errors import DeviceError, LumenError, TracingError, UnsupportedError, VerificationError
 from .frontend.jit import jit
+from .frontend.transforms import (grad, hessian, hvp, jacobian, lop, rop, stop_gradient,
+                                  value_and_grad)
 from . import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["jit", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
+__all__ = ["jit", "grad", "value_and_grad", "rop", "lop", "jacobian", "hessian", "hvp",
+           "stop_gradient", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
            "VerificationError", "__version__"]

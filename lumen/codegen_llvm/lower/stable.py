@@ -1,4 +1,5 @@
-"""Scalar lowering of the stability primitives (`lumen.ir.ops.stable`)."""
+"""Scalar lowering of the primitives only lumen creates (`lumen.ir.ops.stable`), and of
+scipy.special.psi (digamma), which libm lacks."""
 from __future__ import annotations
 
 import math
@@ -29,4 +30,33 @@ def _log1mexp(ctx, a, dt, out, p):
     return b.select(b.fcmp_ordered("<", x, ir.Constant(x.type, math.log(2.0))), near, far)
 
 
-LOWER = {"softplus": _softplus, "log1mexp": _log1mexp}
+def _psi(ctx, a, dt, out, p):
+    """digamma: psi(x) = psi(x + 6) - sum_{k<6} 1/(x + k), then the asymptotic series at
+    z = x + 6 >= 6; for x < 0.5 the reflection psi(x) = psi(1 - x) - pi / tan(pi x)."""
+    from .scalar import call_intrinsic, call_libm
+    b = ctx.builder
+    (x,) = a
+
+    def c(v):
+        return ir.Constant(x.type, v)
+    reflect = b.fcmp_ordered("<", x, c(0.5))
+    y = b.select(reflect, b.fsub(c(1.0), x), x)
+    shift = c(0.0)
+    for k in range(6):
+        shift = b.fadd(shift, b.fdiv(c(1.0), b.fadd(y, c(float(k)))))
+    z = b.fadd(y, c(6.0))
+    iz2 = b.fdiv(c(1.0), b.fmul(z, z))
+    # ln z - 1/(2z) - sum_k B_2k / (2k z^2k), as a polynomial in 1/z^2
+    poly = c(0.0)
+    for coef in (691.0 / 32760, -1.0 / 132, 1.0 / 240, -1.0 / 252, 1.0 / 120, -1.0 / 12):
+        poly = b.fadd(b.fmul(poly, iz2), c(coef))
+    poly = b.fmul(poly, iz2)
+    psi_z = b.fadd(b.fsub(call_intrinsic(ctx, "log", z), b.fdiv(c(0.5), z)), poly)
+    result = b.fsub(psi_z, shift)
+    pi = c(math.pi)
+    reflected = b.fsub(result, b.fdiv(pi, call_libm(ctx, "tan", b.fmul(pi, x))))
+    return b.select(reflect, reflected, result)
+
+
+LOWER = {"softplus": _softplus, "log1mexp": _log1mexp, "psi": _psi,
+         "stop_gradient": lambda ctx, a, dt, out, p: a[0]}

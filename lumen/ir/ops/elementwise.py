@@ -22,7 +22,7 @@ BINARY = ("add", "subtract", "multiply", "divide", "floor_divide", "remainder", 
           "copysign", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
           "logical_and", "logical_or", "logical_xor",
           "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")
-SCIPY = ("expit", "logit", "erf", "erfc", "gammaln", "xlogy")
+SCIPY = ("expit", "logit", "erf", "erfc", "gammaln", "psi", "xlogy")
 
 UFUNCS = {name: getattr(np, name) for name in UNARY + BINARY}
 UFUNCS.update({name: getattr(sc, name) for name in SCIPY})

@@ -33,6 +33,24 @@ def _fold(g, v):
     return g.emit("const", value=ConstValue(out), weak=False)
 
 
+def _all_uniform(value) -> bool:
+    """Every operand holds one scalar everywhere and at least one is broadcast (a plain
+    constant operand list is `constant_fold`'s)."""
+    node = value.node
+    return all(const_scalar(v) is not None for v in node.inputs) and \
+        not all(v.node.op == "const" for v in node.inputs)
+
+
+def _fold_uniform(g, v):
+    """``np.ones_like(x) * 2`` or ``np.exp(np.zeros_like(x))``: fold the scalars, broadcast
+    the result to the node's shape."""
+    node = v.node
+    scalars = [np.asarray(const_scalar(u)) for u in node.inputs]
+    (out,) = OPS[node.op].reference(scalars, node.params, [])
+    scalar = g.emit("const", value=ConstValue(np.asarray(out, dtype=v.dtype)), weak=False)
+    return g.emit("broadcast_to", scalar, shape=v.shape)
+
+
 def _same_type(x, like):
     return x if x.type.dtype == like.dtype and x.ndim == like.ndim else None
 
@@ -68,6 +86,8 @@ def _same_shape(a, b):
 EXACT = (
     Rule("constant_fold", Pat(tuple(sorted(ELEMENTWISE)), name="v", where=_all_constant),
          lambda g, v: _fold(g, v)),
+    Rule("constant_fold_uniform", Pat(tuple(sorted(ELEMENTWISE)), name="v", where=_all_uniform),
+         lambda g, v: _fold_uniform(g, v)),
     Rule("mul_by_one", Pat("multiply", Pat.var("x"), Pat.const(1), name="v"),
          lambda g, x, v: x if _same_shape(x, v) else None),
     Rule("div_by_one", Pat("divide", Pat.var("x"), Pat.const(1), name="v"),
@@ -83,6 +103,7 @@ EXACT = (
          const_scalar(c) is not None and _power_of_two_reciprocal(const_scalar(c))), name="v"),
          lambda g, x, c, v: g.emit("multiply", x, g.const_like(c, 1.0 / const_scalar(c)))
          if _same_shape(x, v) else None),
+    Rule("drop_stop_gradient", Pat("stop_gradient", Pat.var("x")), lambda g, x: x),
     Rule("cast_to_same", Pat("cast", Pat.var("x"), name="v"),
          lambda g, x, v: x if x.dtype == v.dtype else None),
     Rule("cast_roundtrip", Pat("cast", Pat("cast", Pat.var("x"), name="mid"), name="v"),

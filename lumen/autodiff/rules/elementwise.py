@@ -1,0 +1,106 @@
+"""Partial derivatives of the elementwise primitives: ``PARTIALS[op](e, inputs, out)`` returns
+one value per input (None: zero). Forward mode sums ``partial * tangent``; reverse mode
+multiplies the cotangent by each partial and sums it back to the input's shape.
+
+Conventions at kinks follow JAX: d|x|/dx = sign(x) (0 at 0); maximum / minimum split the
+gradient evenly at ties; d/dx relu(x) = 0 at 0 (relu is maximum(x, 0): 1/2 at the tie there
+too, as in JAX's jnp.maximum).
+"""
+from __future__ import annotations
+
+import math
+
+from ...errors import UnsupportedError
+from ..emit import LN2, LN10
+
+#: Elementwise primitives whose output does not change smoothly with their inputs.
+ZERO = frozenset(("sign", "floor", "ceil", "trunc", "rint", "floor_divide", "equal", "not_equal",
+                  "less", "less_equal", "greater", "greater_equal", "logical_and", "logical_or",
+                  "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+                  "invert", "left_shift", "right_shift", "isnan", "isinf", "isfinite", "signbit",
+                  "stop_gradient"))
+
+
+def _one(e, x):
+    return e.const(1, x)
+
+
+def _sqrt_term(e, x, sign):
+    """sqrt(x*x + sign)."""
+    return e.op("sqrt", e.add(e.square(x), e.const(sign, x)))
+
+
+def _half_split(e, x, y, greater):
+    """d max(x, y)/dx: 1 where x wins, 1/2 at ties, 0 where y wins."""
+    win = e.op("greater" if greater else "less", x, y)
+    tie = e.op("equal", x, y)
+    one, half, zero = e.const(1, x), e.const(0.5, x), e.const(0, x)
+    px = e.select(win, one, e.select(tie, half, zero))
+    return px, e.sub(one, px)
+
+
+def _psi(e, xs, out):
+    raise UnsupportedError("the derivative of digamma (scipy.special.psi) is not implemented")
+
+
+PARTIALS = {
+    "add": lambda e, xs, out: [_one(e, xs[0]), _one(e, xs[1])],
+    "subtract": lambda e, xs, out: [_one(e, xs[0]), e.const(-1, xs[1])],
+    "multiply": lambda e, xs, out: [xs[1], xs[0]],
+    "divide": lambda e, xs, out: [e.recip(xs[1]), e.neg(e.div(out, xs[1]))],
+    "negative": lambda e, xs, out: [e.const(-1, xs[0])],
+    "positive": lambda e, xs, out: [_one(e, xs[0])],
+    "absolute": lambda e, xs, out: [e.op("sign", xs[0])],
+    "reciprocal": lambda e, xs, out: [e.neg(e.square(out))],
+    "square": lambda e, xs, out: [e.scale(xs[0], 2)],
+    "sqrt": lambda e, xs, out: [e.div(e.const(0.5, out), out)],
+    "cbrt": lambda e, xs, out: [e.recip(e.scale(e.square(out), 3))],
+    "exp": lambda e, xs, out: [out],
+    "exp2": lambda e, xs, out: [e.scale(out, LN2)],
+    "expm1": lambda e, xs, out: [e.add(out, _one(e, out))],
+    "log": lambda e, xs, out: [e.recip(xs[0])],
+    "log2": lambda e, xs, out: [e.recip(e.scale(xs[0], LN2))],
+    "log10": lambda e, xs, out: [e.recip(e.scale(xs[0], LN10))],
+    "log1p": lambda e, xs, out: [e.recip(e.add(xs[0], _one(e, xs[0])))],
+    "sin": lambda e, xs, out: [e.op("cos", xs[0])],
+    "cos": lambda e, xs, out: [e.neg(e.op("sin", xs[0]))],
+    "tan": lambda e, xs, out: [e.add(_one(e, out), e.square(out))],
+    "arcsin": lambda e, xs, out: [e.recip(e.op("sqrt", e.sub(_one(e, xs[0]), e.square(xs[0]))))],
+    "arccos": lambda e, xs, out: [e.neg(e.recip(e.op("sqrt", e.sub(_one(e, xs[0]), e.square(xs[0])))))],
+    "arctan": lambda e, xs, out: [e.recip(e.add(_one(e, xs[0]), e.square(xs[0])))],
+    "sinh": lambda e, xs, out: [e.op("cosh", xs[0])],
+    "cosh": lambda e, xs, out: [e.op("sinh", xs[0])],
+    "tanh": lambda e, xs, out: [e.sub(_one(e, out), e.square(out))],
+    "arcsinh": lambda e, xs, out: [e.recip(_sqrt_term(e, xs[0], 1))],
+    "arccosh": lambda e, xs, out: [e.recip(_sqrt_term(e, xs[0], -1))],
+    "arctanh": lambda e, xs, out: [e.recip(e.sub(_one(e, xs[0]), e.square(xs[0])))],
+    "deg2rad": lambda e, xs, out: [e.const(math.pi / 180, xs[0])],
+    "rad2deg": lambda e, xs, out: [e.const(180 / math.pi, xs[0])],
+    "power": lambda e, xs, out: [
+        e.mul(xs[1], e.op("power", xs[0], e.sub(xs[1], _one(e, xs[1])))),
+        e.where_zero(e.op("equal", xs[0], e.const(0, xs[0])), e.mul(out, e.op("log", xs[0])))],
+    "arctan2": lambda e, xs, out: [
+        e.div(xs[1], e.add(e.square(xs[0]), e.square(xs[1]))),
+        e.neg(e.div(xs[0], e.add(e.square(xs[0]), e.square(xs[1]))))],
+    "hypot": lambda e, xs, out: [e.div(xs[0], out), e.div(xs[1], out)],
+    "maximum": lambda e, xs, out: list(_half_split(e, xs[0], xs[1], True)),
+    "minimum": lambda e, xs, out: list(_half_split(e, xs[0], xs[1], False)),
+    "fmax": lambda e, xs, out: list(_half_split(e, xs[0], xs[1], True)),
+    "fmin": lambda e, xs, out: list(_half_split(e, xs[0], xs[1], False)),
+    "logaddexp": lambda e, xs, out: [e.op("exp", e.sub(xs[0], out)), e.op("exp", e.sub(xs[1], out))],
+    "logaddexp2": lambda e, xs, out: [e.op("exp2", e.sub(xs[0], out)), e.op("exp2", e.sub(xs[1], out))],
+    "copysign": lambda e, xs, out: [e.mul(e.op("sign", xs[0]), e.op("copysign", _one(e, xs[1]), xs[1])), None],
+    "fmod": lambda e, xs, out: [_one(e, xs[0]), e.neg(e.op("trunc", e.div(xs[0], xs[1])))],
+    "remainder": lambda e, xs, out: [_one(e, xs[0]), e.neg(e.op("floor", e.div(xs[0], xs[1])))],
+    "expit": lambda e, xs, out: [e.mul(out, e.sub(_one(e, out), out))],
+    "logit": lambda e, xs, out: [e.recip(e.mul(xs[0], e.sub(_one(e, xs[0]), xs[0])))],
+    "erf": lambda e, xs, out: [e.scale(e.op("exp", e.neg(e.square(xs[0]))), 2 / math.sqrt(math.pi))],
+    "erfc": lambda e, xs, out: [e.scale(e.op("exp", e.neg(e.square(xs[0]))), -2 / math.sqrt(math.pi))],
+    "gammaln": lambda e, xs, out: [e.op("psi", xs[0])],
+    "psi": _psi,
+    "xlogy": lambda e, xs, out: [
+        e.where_zero(e.op("equal", xs[0], e.const(0, xs[0])), e.op("log", xs[1])),
+        e.div(xs[0], xs[1])],
+    "softplus": lambda e, xs, out: [e.op("expit", xs[0])],
+    "log1mexp": lambda e, xs, out: [e.recip(e.op("expm1", xs[0]))],
+}

@@ -1,0 +1,167 @@
+"""The derivative transforms, graph to graph: they read a stretch of traced nodes and append
+the derivative's nodes to the same trace, so derivatives go through the same passes and code
+generation as everything else, and can be differentiated again.
+
+- `forward` (R-operator, J·v): tangents pushed through the nodes in order.
+- `backward` (L-operator, uᵀ·J): cotangents pulled through the nodes in reverse, summed where a
+  value is used more than once, and summed back over broadcast axes.
+
+Gradients through ``np.where`` never pick up NaN or inf from the branch that was not taken: a
+cotangent that `select` sends into one branch is zero where the other branch was chosen, and
+every elementwise rule below it keeps it zero there (``0 * inf`` would otherwise be NaN).
+"""
+from __future__ import annotations
+
+from ..errors import UnsupportedError
+from ..ir.ops import ELEMENTWISE, OPS
+from .emit import Emitter
+from .rules.elementwise import PARTIALS
+from .rules.elementwise import ZERO as ELEMENTWISE_ZERO
+from .rules.structural import JVP, VJP
+from .rules.structural import ZERO as STRUCTURAL_ZERO
+
+
+def differentiable(value) -> bool:
+    return value.dtype.kind == "f"
+
+
+def _missing(node):
+    return UnsupportedError(f"lumen cannot differentiate the primitive {node.op!r} "
+                            f"(at {node.loc})")
+
+
+# -- forward mode ------------------------------------------------------------------------------
+
+def forward(builder, nodes, tangents: dict) -> dict:
+    """Push ``tangents`` (Value -> tangent Value) through ``nodes``; returns the extended map."""
+    tangents = dict(tangents)
+    for node in nodes:
+        ts = [tangents.get(v) if differentiable(v) else None for v in node.inputs]
+        if all(t is None for t in ts) or not differentiable(node.out):
+            continue
+        e = Emitter(builder, node.loc)
+        t = _jvp_node(e, node, ts)
+        if t is not None:
+            tangents[node.out] = e.broadcast_to(t, node.out.shape)
+    return tangents
+
+
+def _jvp_node(e, node, ts):
+    op = node.op
+    if op == "select":
+        c, a, b = node.inputs
+        ta = ts[1] if ts[1] is not None else e.zeros_like(a)
+        tb = ts[2] if ts[2] is not None else e.zeros_like(b)
+        return e.select(c, ta, tb)
+    if op == "cast":
+        return e.cast(ts[0], node.out.dtype)
+    if op in ELEMENTWISE_ZERO or op in STRUCTURAL_ZERO:
+        return None
+    if op in ELEMENTWISE:
+        partials = _partials(e, node)
+        total = None
+        for p, t in zip(partials, ts):
+            if p is None or t is None:
+                continue
+            term = e.mul(p, t)
+            total = term if total is None else e.add(total, term)
+        return total
+    rule = JVP.get(op)
+    if rule is None:
+        raise _missing(node)
+    return rule(e, node, ts)
+
+
+def _partials(e, node):
+    rule = PARTIALS.get(node.op)
+    if rule is None:
+        raise _missing(node)
+    return rule(e, list(node.inputs), node.out)
+
+
+# -- reverse mode ------------------------------------------------------------------------------
+
+class _Cotangents:
+    """Accumulated cotangents, each with an optional mask: a boolean value it is known to be
+    zero outside of (set by `select`, kept by elementwise rules)."""
+
+    def __init__(self):
+        self.value, self.mask = {}, {}
+
+    def add(self, e, v, g, mask=None):
+        if g is None or not differentiable(v):
+            return
+        g = e.cast(g, v.dtype)
+        old = self.value.get(v)
+        if old is None:
+            self.value[v], self.mask[v] = g, mask
+        else:
+            self.value[v] = e.add(old, g)
+            if self.mask.get(v) is not mask:
+                self.mask[v] = None
+
+
+def backward(builder, nodes, seeds: dict, wrt) -> list:
+    """Pull ``seeds`` (output Value -> cotangent Value) back through ``nodes``; returns the
+    cotangent of each value in ``wrt`` (None where it is zero)."""
+    cts = _Cotangents()
+    for v, g in seeds.items():
+        cts.add(Emitter(builder), v, g)
+    for node in reversed(nodes):
+        g = cts.value.get(node.outputs[0]) if len(node.outputs) == 1 else None
+        if g is None:
+            continue
+        e = Emitter(builder, node.loc)
+        _vjp_node(e, node, g, cts.mask.get(node.outputs[0]), cts)
+    return [cts.value.get(w) for w in wrt]
+
+
+def _vjp_node(e, node, g, mask, cts):
+    op = node.op
+    if op == "select":
+        c, a, b = node.inputs
+        not_c = e.op("logical_not", c)
+        cts.add(e, a, e.sum_to(e.where_zero(not_c, g), a), c if _same_shape(a, g) else None)
+        cts.add(e, b, e.sum_to(e.where_zero(c, g), b), not_c if _same_shape(b, g) else None)
+        return
+    if op == "cast":
+        x = node.inputs[0]
+        if differentiable(x):
+            cts.add(e, x, e.cast(g, x.dtype), mask)
+        return
+    if op in ELEMENTWISE_ZERO or op in STRUCTURAL_ZERO:
+        return
+    if op in ELEMENTWISE:
+        for x, p in zip(node.inputs, _partials(e, node)):
+            if p is None or not differentiable(x):
+                continue
+            term = e.mul(g, p)
+            if mask is not None:
+                term = e.where_zero(e.op("logical_not", mask), term)
+            keep = mask if mask is not None and _same_shape(x, term) else None
+            cts.add(e, x, e.sum_to(term, x), keep)
+        return
+    rule = VJP.get(op)
+    if rule is None:
+        raise _missing(node)
+    for x, c in zip(node.inputs, rule(e, node, g)):
+        if c is not None and differentiable(x):
+            cts.add(e, x, c)
+
+
+def _same_shape(a, b) -> bool:
+    return tuple(a.shape) == tuple(b.shape)
+
+
+def rules_missing() -> list:
+    """Differentiable primitives without what autodiff needs (the registry test uses this)."""
+    missing = []
+    for name, op in OPS.items():
+        if name in ("select", "cast", "kernel") or name in ELEMENTWISE_ZERO or name in STRUCTURAL_ZERO:
+            continue
+        if name in ELEMENTWISE:
+            if name not in PARTIALS:
+                missing.append(name)
+        elif name not in JVP or name not in VJP:
+            missing.append(name)
+    return missing
