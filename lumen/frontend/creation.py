@@ -2,7 +2,9 @@
 function is traced.
 
 ``np.arange(x.shape[0])`` or ``np.zeros((n, 10))`` call NumPy with a size that is only known at
-run time: a call whose size arguments include a symbolic size becomes a graph value.
+run time: a call whose size arguments include a symbolic size becomes a graph value, and
+``np.zeros / ones / empty / full / eye`` always do (so traced values can be written into them;
+``np.arange`` with concrete bounds stays an array, as loops over it need Python ints).
 ``scipy.special.logsumexp / softmax / log_softmax`` on a tracer become `lumen.nn`'s. Every
 other call goes straight to the original, so other threads and ordinary arguments are
 unaffected.
@@ -51,8 +53,10 @@ def _arange(start, stop=None, step=None, dtype=None, **kw):
 
 
 def _filled(name, fill):
+    """np.zeros / ones / empty while tracing: a graph value (so traced values can be written
+    into it), whether its sizes are symbolic or not."""
     def constructor(shape, *args, **kw):
-        if not _has_dim(shape) or args or set(kw) - {"dtype"}:
+        if args or set(kw) - {"dtype"}:
             return _ORIGINAL[name](shape, *args, **kw)
         dtype = kw.get("dtype") or np.float64
         return ops.full_like(_ORIGINAL["zeros"]((), dtype), fill, dtype, shape)
@@ -60,16 +64,17 @@ def _filled(name, fill):
 
 
 def _full(shape, fill_value, dtype=None, **kw):
-    from .tracer import Tracer
-    if not (_has_dim(shape) or isinstance(fill_value, Tracer)) or kw:
+    if kw:
         return _ORIGINAL["full"](shape, fill_value, dtype, **kw)
     if dtype is None:
-        dtype = ops.to_value(fill_value).dtype if isinstance(fill_value, Tracer) else np.asarray(fill_value).dtype
+        from .tracer import Tracer
+        dtype = ops.to_value(fill_value).dtype if isinstance(fill_value, Tracer) else \
+            np.asarray(fill_value).dtype
     return ops.full_like(_ORIGINAL["zeros"]((), dtype), fill_value, dtype, shape)
 
 
 def _eye(N, M=None, k=0, dtype=float, **kw):
-    if not _has_dim(N, M) or kw:
+    if kw:
         return _ORIGINAL["eye"](N, M, k, dtype, **kw)
     M = N if M is None else M
     rows = ops.expand_dims(ops.ufunc("add", ops.arange_like(as_dim(N)), k), 1)

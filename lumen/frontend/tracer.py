@@ -168,7 +168,9 @@ class Tracer:
     def ravel(self, order="C"):
         return ops.reshape(self, (-1,))
 
-    flatten = ravel
+    def flatten(self, order="C"):
+        """A flattened copy (never a view, unlike ravel)."""
+        return Tracer(ops.reshape(self, (-1,))._value)
 
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
         _no_out(out)

@@ -37,9 +37,20 @@ def _eager(key, fn):
 
 
 def _as_tracers(tree):
+    """``tree`` with each floating-point leaf a fresh value of the trace: the identity
+    ``cast`` (which the simplify phase drops). A transform differentiates with respect to these,
+    never to the caller's values, which the function may also read as constants: in
+    ``grad(lambda y: y * x)(x)`` the derivative is ``x``, not ``2 * x`` (perturbation confusion)."""
     leaves, treedef = pytree.flatten(tree)
-    return pytree.unflatten(treedef, [x if isinstance(x, Tracer) else Tracer(to_value(x))
-                                      for x in leaves])
+    return pytree.unflatten(treedef, [_fresh(to_value(x)) for x in leaves])
+
+
+def _fresh(v):
+    if v.dtype.kind != "f":
+        return Tracer(v)
+    out = current().emit("cast", [v], dtype=v.dtype).out
+    out.type = v.type           # keeps a Python scalar's weak type
+    return Tracer(out)
 
 
 def _record(fn, args, kwargs=None):
@@ -69,7 +80,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     (``((value, aux), gradient)`` with ``has_aux``). ``fn`` must return a float scalar."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def value_and_grad_fn(*args, **kwargs):
         if not _tracing(args, kwargs):
             return _eager(("value_and_grad", fn, nums, has_aux), value_and_grad_fn)(*args, **kwargs)
@@ -105,7 +116,7 @@ def grad(fn, argnums=0, has_aux=False):
     """The gradient of scalar-valued ``fn`` with respect to ``args[argnums]``."""
     vg = value_and_grad(fn, argnums, has_aux)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def grad_fn(*args, **kwargs):
         out, g = vg(*args, **kwargs)
         return (g, out[1]) if has_aux else g
@@ -168,7 +179,7 @@ def jacobian(fn, argnums=0):
     (the output's size is then fixed at trace time)."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def jacobian_fn(*args):
         if not _tracing(args):
             return _eager(("jacobian", fn, nums), jacobian_fn)(*args)
@@ -209,7 +220,7 @@ def stop_gradient(x):
     if isinstance(x, Tracer):
         return Tracer(current().emit("stop_gradient", [x._value]).out)
     leaves, treedef = pytree.flatten(x)
-    if any(isinstance(leaf, Tracer) for leaf in leaves) and len(leaves) > 1:
+    if any(isinstance(leaf, Tracer) for leaf in leaves) and treedef != pytree.LEAF:
         return pytree.unflatten(treedef, [stop_gradient(leaf) for leaf in leaves])
     return x
 

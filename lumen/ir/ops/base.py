@@ -60,7 +60,8 @@ def broadcast_dims(shapes, what: str):
 
 
 def normalize_axis(axis: int, ndim: int, what="axis") -> int:
-    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+    valid = axis in (0, -1) if ndim == 0 else -ndim <= axis < ndim
+    if not valid:
         from numpy.exceptions import AxisError
         raise AxisError(f"{what} {axis} is out of bounds for array of dimension {ndim}")
     return axis % ndim if ndim else 0

@@ -76,6 +76,10 @@ def slice_key(specs, ev):
         else:
             _, start, step, size = s
             st, sz = ev(start), ev(size)
+            if sz == 0:
+                # a negative-step start of -1 means "before element 0" here, not Python's "last"
+                key.append(slice(0, 0))
+                continue
             stop = st + step * sz
             key.append(slice(st, stop if stop >= 0 else None, step))
     return tuple(key)
