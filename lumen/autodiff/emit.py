@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 
-from ..errors import UnsupportedError
 from ..ir.dims import Dim
 from ..ir.ops.creation import ConstValue
 
@@ -46,27 +45,54 @@ class Emitter:
 
     def sum_to(self, g, target):
         """Sum ``g`` down to ``target``'s shape (undoing NumPy broadcasting)."""
+        return self.reduce_to(g, target, "sum")
+
+    def reduce_to(self, g, target, op):
+        """Reduce ``g`` with ``op`` over the axes NumPy broadcast ``target`` along to reach
+        ``g``'s shape, giving ``target``'s shape."""
         lead = g.ndim - target.ndim
         if lead:
-            g = self.op("sum", g, axes=tuple(range(lead)), keepdims=False)
-        axes = []
+            g = self.op(op, g, axes=tuple(range(lead)), keepdims=False)
+        axes, unknown = [], []
         for axis, (s, d) in enumerate(zip(target.shape, g.shape)):
             if s == d or s.not_one:
                 continue
-            if s.value == 1:
-                axes.append(axis)
-            else:
-                raise UnsupportedError(
-                    f"gradient through broadcasting of an axis whose length may be 1 at run "
-                    f"time (at {self.loc}); give the operands equal shapes")
+            (axes if s.value == 1 else unknown).append(axis)
         if axes:
-            g = self.op("sum", g, axes=tuple(axes), keepdims=True)
+            g = self.op(op, g, axes=tuple(axes), keepdims=True)
+        for axis in unknown:
+            g = self._reduce_if_one(g, axis, target.shape[axis], op)
         if tuple(g.shape) != tuple(target.shape):
             g = self.op("reshape", g, shape=tuple(target.shape))
         return g
 
+    def _reduce_if_one(self, g, axis, n, op):
+        """``g`` reduced over ``axis`` where the target's length ``n`` is 1 at run time, else
+        ``g`` (whose length there is then ``n``): which one only the run time knows, e.g. for
+        ``a[1:] - a[:-1]``. Both are computed, the right one selected and sliced to length n."""
+        total = self.broadcast_to(self.op(op, g, axes=(axis,), keepdims=True), g.shape)
+        one = self.op("equal", self.op("dim", dim=n), self.op("const", value=ConstValue(
+            np.asarray(1, np.int64)), weak=False))
+        picked = self.select(one, total, g)
+        specs = tuple(("range", Dim.const(0), 1, d) for d in g.shape[:axis]) + \
+            (("range", Dim.const(0), 1, n),)
+        return self.op("slice", picked, specs=specs)
+
+    def mask_to(self, mask, target, full):
+        """A mask for ``target``'s cotangent from ``mask`` (which broadcasts to the value
+        ``full`` that ``target`` was broadcast to): True where any element it went to is True."""
+        if _fits(mask.shape, target.shape):
+            return mask
+        return self.reduce_to(self.broadcast_to(mask, full.shape), target, "any")
+
     def broadcast_to(self, v, shape):
         return v if tuple(v.shape) == tuple(shape) else self.op("broadcast_to", v, shape=tuple(shape))
+
+
+def _fits(shape, target) -> bool:
+    """``shape`` broadcasts to ``target`` without growing it."""
+    return len(shape) <= len(target) and all(
+        d == t or d.value == 1 for d, t in zip(reversed(shape), reversed(target)))
 
 
 LN2, LN10 = math.log(2.0), math.log(10.0)

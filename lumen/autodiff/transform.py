@@ -17,7 +17,9 @@ from ..ir.ops import ELEMENTWISE, OPS
 from .emit import Emitter
 from .rules.elementwise import PARTIALS
 from .rules.elementwise import ZERO as ELEMENTWISE_ZERO
-from .rules.structural import JVP, VJP
+from .rules import stabilize
+from .rules.structural import JVP, MASK, VJP
+from .rules.structural import keepdims
 from .rules.structural import ZERO as STRUCTURAL_ZERO
 
 
@@ -35,12 +37,14 @@ def _missing(node):
 def forward(builder, nodes, tangents: dict) -> dict:
     """Push ``tangents`` (Value -> tangent Value) through ``nodes``; returns the extended map."""
     tangents = dict(tangents)
+    inside = set(nodes)
     for node in nodes:
         ts = [tangents.get(v) if differentiable(v) else None for v in node.inputs]
         if all(t is None for t in ts) or not differentiable(node.out):
             continue
         e = Emitter(builder, node.loc)
-        t = _jvp_node(e, node, ts)
+        whole = stabilize.match(node, inside)
+        t = _jvp_whole(e, node, whole, tangents) if whole else _jvp_node(e, node, ts)
         if t is not None:
             tangents[node.out] = e.broadcast_to(t, node.out.shape)
     return tangents
@@ -72,6 +76,16 @@ def _jvp_node(e, node, ts):
     return rule(e, node, ts)
 
 
+def _jvp_whole(e, node, whole, tangents):
+    """Tangent of a composition differentiated as a whole (`rules.stabilize`)."""
+    x, derivative, reduce = whole
+    tx = tangents.get(x)
+    if tx is None:
+        return None
+    d = e.mul(derivative(e, x, node.out), tx)
+    return e.op("sum", d, **node.inputs[0].node.params) if reduce else d
+
+
 def _partials(e, node):
     rule = PARTIALS.get(node.op)
     if rule is None:
@@ -97,8 +111,10 @@ class _Cotangents:
             self.value[v], self.mask[v] = g, mask
         else:
             self.value[v] = e.add(old, g)
-            if self.mask.get(v) is not mask:
-                self.mask[v] = None
+            known = self.mask.get(v)
+            if known is not mask:
+                both = known is not None and mask is not None
+                self.mask[v] = e.op("logical_or", known, mask) if both else None
 
 
 def backward(builder, nodes, seeds: dict, wrt) -> list:
@@ -107,12 +123,18 @@ def backward(builder, nodes, seeds: dict, wrt) -> list:
     cts = _Cotangents()
     for v, g in seeds.items():
         cts.add(Emitter(builder), v, g)
+    inside = set(nodes)
     for node in reversed(nodes):
         g = cts.value.get(node.outputs[0]) if len(node.outputs) == 1 else None
         if g is None:
             continue
         e = Emitter(builder, node.loc)
-        _vjp_node(e, node, g, cts.mask.get(node.outputs[0]), cts)
+        mask = cts.mask.get(node.outputs[0])
+        whole = stabilize.match(node, inside)
+        if whole:
+            _vjp_whole(e, node, g, mask, cts, whole)
+        else:
+            _vjp_node(e, node, g, mask, cts)
     return [cts.value.get(w) for w in wrt]
 
 
@@ -121,8 +143,10 @@ def _vjp_node(e, node, g, mask, cts):
     if op == "select":
         c, a, b = node.inputs
         not_c = e.op("logical_not", c)
-        cts.add(e, a, e.sum_to(e.where_zero(not_c, g), a), c if _same_shape(a, g) else None)
-        cts.add(e, b, e.sum_to(e.where_zero(c, g), b), not_c if _same_shape(b, g) else None)
+        for x, keep, drop in ((a, c, not_c), (b, not_c, c)):
+            if mask is not None:
+                keep = e.op("logical_and", keep, mask)
+            cts.add(e, x, e.sum_to(e.where_zero(drop, g), x), e.mask_to(keep, x, g))
         return
     if op == "cast":
         x = node.inputs[0]
@@ -136,21 +160,34 @@ def _vjp_node(e, node, g, mask, cts):
             if p is None or not differentiable(x):
                 continue
             term = e.mul(g, p)
+            keep = None
             if mask is not None:
                 term = e.where_zero(e.op("logical_not", mask), term)
-            keep = mask if mask is not None and _same_shape(x, term) else None
+                keep = e.mask_to(mask, x, term)
             cts.add(e, x, e.sum_to(term, x), keep)
         return
     rule = VJP.get(op)
     if rule is None:
         raise _missing(node)
-    for x, c in zip(node.inputs, rule(e, node, g)):
+    for k, (x, c) in enumerate(zip(node.inputs, rule(e, node, g))):
         if c is not None and differentiable(x):
-            cts.add(e, x, c)
+            keep = MASK[op](e, node, mask) if k == 0 and mask is not None and op in MASK else None
+            cts.add(e, x, c, keep)
 
 
-def _same_shape(a, b) -> bool:
-    return tuple(a.shape) == tuple(b.shape)
+def _vjp_whole(e, node, g, mask, cts, whole):
+    """Cotangent of a composition differentiated as a whole, sent straight to its operand."""
+    x, derivative, reduce = whole
+    d = derivative(e, x, node.out)
+    if reduce:
+        cts.add(e, x, e.mul(keepdims(e, g, node.inputs[0].node), d))
+        return
+    term = e.mul(g, d)
+    keep = None
+    if mask is not None:
+        term = e.where_zero(e.op("logical_not", mask), term)
+        keep = e.mask_to(mask, x, term)
+    cts.add(e, x, e.sum_to(term, x), keep)
 
 
 def rules_missing() -> list:

@@ -133,6 +133,8 @@ class Jitted:
             dims = tuple(Dim.const(1) if n == 1 else Dim.input(pos, axis, n)
                          for axis, n in enumerate(a.shape))
             v = trace.builder.add_input(TensorType(a.dtype, dims, weak), name)
+            if type(leaves[pos]) is int:
+                trace.int_ranges[v] = int_range(leaves[pos])
             t = Tracer(v)
             trace.argument_ids.add(id(t))
             tracers.append(t)
@@ -191,9 +193,11 @@ def _leaf_spec(leaf, position, treedef):
     elif t is float:
         return np.asarray(leaf, np.float64), ("weak", "f")
     elif t is int:
-        if not -2**63 <= leaf < 2**63:
-            raise OverflowError(f"Python int {leaf} does not fit in int64")
-        return np.asarray(leaf, np.int64), ("weak", "i")
+        if -2**63 <= leaf < 2**63:
+            return np.asarray(leaf, np.int64), ("weak", "i", int_range(leaf))
+        if 0 <= leaf < 2**64:
+            return np.asarray(leaf, np.uint64), ("weak", "u", int_range(leaf))
+        raise OverflowError(f"Python int {leaf} does not fit in 64 bits")
     elif t is bool or t is np.bool_:
         return np.asarray(leaf, np.bool_), (np.dtype(bool), 0, (), True)
     elif isinstance(leaf, (np.generic, np.ndarray)):
@@ -219,6 +223,15 @@ def _leaf_spec(leaf, position, treedef):
         a = a.copy()
         flags = a.flags
     return a, (dtype, a.ndim, tuple(n == 1 for n in a.shape), flags.c_contiguous)
+
+
+def int_range(n: int):
+    """(bits of the narrowest signed type holding n, same for unsigned or None): a Python int
+    argument is specialised on this, so NEP 50's checks of it against an array's dtype (an
+    OverflowError, an exact comparison) are decided while tracing."""
+    signed = next((b for b in (8, 16, 32, 64) if -2 ** (b - 1) <= n < 2 ** (b - 1)), None)
+    unsigned = next((b for b in (8, 16, 32, 64) if 0 <= n < 2 ** b), None)
+    return signed, unsigned
 
 
 def _path(position, treedef):

@@ -58,11 +58,50 @@ def ufunc(name, *xs, dtype=None):
         raise TypeError(f"{name}: {e}") from None
     for d in loop:
         check_dtype(d, f"result of {name}")
+    wide = _out_of_range_literal(name, values, loop)
+    if wide is not None:
+        loop = (wide,) * len(values) + (loop[-1],)
     values = [cast_value(v, d) for v, d in zip(values, loop[:len(values)])]
     out = emit(name, values).out
     if out.dtype != loop[-1]:
         out = cast_value(out, loop[-1])
     return wrap(out)
+
+
+_COMPARISONS = frozenset(("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"))
+
+
+def _python_int_range(v):
+    """For a Python int (a literal, or an argument specialised on its range): (bits of the
+    narrowest signed type holding it, same for unsigned or None); else None."""
+    if not (v.type.weak and v.dtype.kind in "iu"):
+        return None
+    if v.node is not None and v.node.op == "const":
+        from .jit import int_range
+        return int_range(int(v.node.params["value"].array))
+    return current().int_ranges.get(v)
+
+
+def _fits(bits, d) -> bool:
+    return bits is not None and bits <= 8 * d.itemsize
+
+
+def _out_of_range_literal(name, values, loop):
+    """NEP 50 for Python ints the loop dtype cannot hold: comparisons are done exactly (in a
+    wider dtype, returned here); anything else raises OverflowError, as NumPy does."""
+    for v, d in zip(values, loop):
+        r = _python_int_range(v)
+        if r is None or d.kind not in "iu":
+            continue
+        signed, unsigned = r
+        if _fits(signed if d.kind == "i" else unsigned, d):
+            continue
+        if name in _COMPARISONS:
+            wide_ok = signed is not None and d != np.uint64
+            return np.dtype(np.int64) if wide_ok else np.dtype(np.float64)
+        what = int(v.node.params["value"].array) if v.node is not None else "argument"
+        raise OverflowError(f"Python integer {what} out of bounds for {d}")
+    return None
 
 
 def result_dtype(*values):
@@ -79,6 +118,16 @@ def where(cond, x, y):
 
 
 def clip(x, lo=None, hi=None):
+    """minimum(maximum(x, lo), hi); integer bounds beyond x's dtype's range clip nothing."""
+    v = to_value(x)
+    if v.dtype.kind in "iu":
+        info = np.iinfo(v.dtype)
+        if isinstance(lo, int) and not isinstance(lo, bool) and lo < info.min:
+            lo = None
+        if isinstance(hi, int) and not isinstance(hi, bool) and hi > info.max:
+            hi = None
+        lo = info.max if isinstance(lo, int) and not isinstance(lo, bool) and lo > info.max else lo
+        hi = info.min if isinstance(hi, int) and not isinstance(hi, bool) and hi < info.min else hi
     out = x
     if lo is not None:
         out = ufunc("maximum", out, lo)
@@ -89,10 +138,19 @@ def clip(x, lo=None, hi=None):
 
 def round_(x, decimals=0):
     v = to_value(x)
-    if v.dtype.kind in "iub":
+    if v.dtype.kind == "b":
+        if decimals == 0:
+            raise UnsupportedError("np.round of a boolean array gives float16, which lumen does "
+                                   "not support")
+        raise TypeError("np.round: boolean arrays support only decimals=0")
+    if v.dtype.kind in "iu":
         if decimals >= 0:
             return wrap(v)
-        raise UnsupportedError("np.round of integers with negative decimals is not supported")
+        # NumPy: through float64, rounded half to even, then cast back (wrapping)
+        f = 10 ** -decimals
+        y = ufunc("multiply", ufunc("rint", ufunc("divide", astype(wrap(v), np.float64), float(f))),
+                  float(f))
+        return astype(y, v.dtype)
     if decimals == 0:
         return ufunc("rint", x)
     scale = 10.0 ** decimals

@@ -24,6 +24,7 @@ class Trace:
         self.builder = GraphBuilder(name)
         self.argument_ids = set()   # id() of the tracers that are the function's own arguments
         self.captured = []          # large constant arrays, passed to the compiled code as inputs
+        self.int_ranges = {}        # Python-int argument Value -> jit.int_range of its value
         self._captured_values = {}
 
     def capture(self, array):

@@ -131,15 +131,24 @@ class _Fuser:
 
     def kernel(self, node):
         space = node.params["space"]
+        inputs = [self.rb[v] for v in node.inputs]
+        epilogue = node.params.get("epilogue")
+        late = _epilogue_inputs(epilogue)
         prog = _Program()
+        # A value the epilogue reads must stay in memory; inlining it into the body as well
+        # would compute it twice.
         result = prog.inline(node.params["body"],
-                             [self.operand(prog, self.rb[v], space) for v in node.inputs])
+                             [prog.input(v) if i in late else self.operand(prog, v, space)
+                              for i, v in enumerate(inputs)])
         if node.params["reduce"] is None:
             fused = self._into_reduction(node, prog, result)
             if fused is not None:
                 return fused
         params = dict(node.params, body=prog.freeze(result))
-        return self.rb.add("kernel", prog.inputs, params, [node.out.type], node.loc,
+        kernel_inputs = prog.inputs
+        if epilogue is not None:
+            kernel_inputs, params = _rebind_epilogue(node, inputs, prog, params)
+        return self.rb.add("kernel", kernel_inputs, params, [node.out.type], node.loc,
                            node.checks, node.origin)
 
     def _into_reduction(self, node, prog, result):
@@ -167,6 +176,31 @@ class _Fuser:
             return self.rb.add("kernel", epi.inputs, params, [node.out.type], node.loc,
                                red_node.checks + node.checks, node.origin)
         return None
+
+
+def _epilogue_inputs(epilogue) -> frozenset:
+    """Indices of the kernel inputs an epilogue reads (its value 1 + i is input i)."""
+    if epilogue is None:
+        return frozenset()
+    return frozenset(a - 1 for s in epilogue.ops for a in s.args if a >= 1)
+
+
+def _rebind_epilogue(node, inputs, prog, params):
+    """The epilogue of ``node`` renumbered for the inputs of its re-fused body: inlining a
+    producer into the body replaces that input by the producer's, so the epilogue's input
+    numbers no longer mean what they did. Its inputs are bound anew (appended if the body no
+    longer reads them) and the body is widened to the final input count."""
+    from ..ir.ops.kernel import body_dtype
+    from ..ir.ops.reduce import reduce_dtype
+    epilogue = node.params["epilogue"]
+    late = _epilogue_inputs(epilogue)
+    epi = _Program(prog.inputs)
+    epi.lead_dtype = reduce_dtype(node.params["reduce"].op,
+                                  body_dtype(node.params["body"], [v.dtype for v in node.inputs]))
+    refs = [("lead", 0)] + [epi.input(v) if i in late else None for i, v in enumerate(inputs)]
+    out = epi.inline(epilogue, refs)
+    body = _widen(params["body"], len(epi.inputs))
+    return epi.inputs, dict(params, body=body, epilogue=epi.freeze(out, n_lead=1))
 
 
 def _reduced_dtype(red_node):

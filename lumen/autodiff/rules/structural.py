@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.dims import Dim
+from ...ir.ops.creation import ConstValue
 
 
-def _keepdims(e, g, node):
+def keepdims(e, g, node):
     """A reduction's cotangent with the reduced axes kept (length 1)."""
     if node.params["keepdims"]:
         return g
@@ -25,12 +26,12 @@ def _keepdims(e, g, node):
 
 
 def _reduced_out(e, node):
-    return _keepdims(e, node.out, node)
+    return keepdims(e, node.out, node)
 
 
 def _sum_vjp(e, node, g):
     x = node.inputs[0]
-    return [e.broadcast_to(_keepdims(e, g, node), x.shape)]
+    return [e.broadcast_to(keepdims(e, g, node), x.shape)]
 
 
 def _sum_jvp(e, node, ts):
@@ -46,21 +47,45 @@ def _chooser(e, node):
 
 
 def _minmax_vjp(e, node, g):
-    return [e.mul(_keepdims(e, g, node), _chooser(e, node))]
+    return [e.mul(keepdims(e, g, node), _chooser(e, node))]
 
 
 def _minmax_jvp(e, node, ts):
     return e.op("sum", e.mul(ts[0], _chooser(e, node)), **node.params)
 
 
-def _prod_vjp(e, node, g):
+def _zeros_apart(e, x):
+    """(x == 0, x with its zeros replaced by 1): products without the zeros, so that no
+    derivative of a product divides by zero."""
+    zero = e.op("equal", x, e.const(0, x))
+    return zero, e.select(zero, e.const(1, x), x)
+
+
+def _prod_partials(e, node):
+    """d prod(x) / dx_j = the product of the other elements, without dividing by x_j: the
+    product p of the nonzero elements over x_j (1 for a zero), times the zero elements other
+    than x_j: 1 if there are none, their value (0, but with the right derivative, so that
+    second derivatives are exact too) if one, 0 if more."""
     x = node.inputs[0]
-    return [e.div(e.mul(_keepdims(e, g, node), _reduced_out(e, node)), x)]
+    axes = node.params["axes"]
+    zero, safe = _zeros_apart(e, x)
+    p = e.op("prod", safe, axes=axes, keepdims=True)
+    zeros = e.cast(zero, x.dtype)
+    others = e.sub(e.op("sum", zeros, axes=axes, keepdims=True), zeros)
+    at_zeros = e.where_zero(e.op("logical_not", zero), x)
+    rest = e.sub(e.op("sum", at_zeros, axes=axes, keepdims=True), at_zeros)
+    one = e.op("equal", others, e.const(1, x))
+    factor = e.select(e.op("equal", others, e.const(0, x)), e.const(1, x),
+                      e.where_zero(e.op("logical_not", one), rest))
+    return e.mul(e.div(p, safe), factor)
+
+
+def _prod_vjp(e, node, g):
+    return [e.mul(keepdims(e, g, node), _prod_partials(e, node))]
 
 
 def _prod_jvp(e, node, ts):
-    x = node.inputs[0]
-    return e.op("sum", e.div(e.mul(ts[0], _reduced_out(e, node)), x), **node.params)
+    return e.op("sum", e.mul(ts[0], _prod_partials(e, node)), **node.params)
 
 
 def _reshape_vjp(e, node, g):
@@ -111,12 +136,45 @@ def _gather_vjp(e, node, g):
 def _scatter_vjp(e, node, g):
     x, v, *idx = node.inputs
     start = node.params["start"]
+    gv = e.op("gather", g, *idx, start=start)
     if node.params["mode"] == "add":
         gx = g
     else:
         gx = e.op("scatter", g, e.const(0, g), *idx, start=start, mode="set")
-    gv = e.sum_to(e.op("gather", g, *idx, start=start), v)
-    return [gx, gv] + [None] * len(idx)
+        kept = _kept_writes(e, node, gv)
+        if kept is not None:
+            gv = e.where_zero(e.op("logical_not", kept), gv)
+    return [gx, e.sum_to(gv, v)] + [None] * len(idx)
+
+
+def _kept_writes(e, node, gathered):
+    """For ``x[idx] = v`` with repeated indices, NumPy keeps the last write to each element:
+    True where an element of the indexed shape is the write that stays (None when the indices
+    are constants without repeats). Found by scattering the write order and reading it back."""
+    x, v, *idx = node.inputs
+    start = node.params["start"]
+    if _distinct_constants(idx):
+        return None
+    nb = gathered.ndim - (x.ndim - len(idx))
+    b = gathered.shape[start:start + nb]
+    n = Dim.const(1)
+    for d in b:
+        n = n * d
+    order = e.op("iota", size=n, dtype=np.dtype(np.int64))
+    order = e.op("reshape", order, shape=tuple(b) + (Dim.const(1),) * (gathered.ndim - start - nb))
+    unset = e.op("const", value=ConstValue(np.asarray(-1, np.int64)), weak=False)
+    slots = e.op("scatter", e.broadcast_to(unset, x.shape), order, *idx, start=start, mode="set")
+    return e.op("equal", e.op("gather", slots, *idx, start=start), order)
+
+
+def _distinct_constants(idx) -> bool:
+    arrays = []
+    for i in idx:
+        if i.node is None or i.node.op != "const":
+            return False
+        arrays.append(i.node.params["value"].array)
+    keys = list(zip(*(a.reshape(-1).tolist() for a in np.broadcast_arrays(*arrays))))
+    return all(i >= 0 for k in keys for i in k) and len(set(keys)) == len(keys)
 
 
 def _scatter_jvp(e, node, ts):
@@ -191,16 +249,41 @@ def _cumsum_vjp(e, node, g):
     return [_flip(e, e.op("cumsum", _flip(e, g, axis), axis=axis), axis)]
 
 
+def _cumprod_parts(e, node):
+    """For out = cumprod(x): d out_k / dx_i (i <= k) = P_k / s_i if no x_j (j <= k, j != i) is
+    zero, else 0; P = cumprod(s) and s = x with zeros replaced by 1. Which case holds follows
+    from c, the running count of zeros: no zero up to k (c_k = 0), or x_i is the only one
+    (c_k = 1). -> (zero, s, P, c == 0, c == 1)."""
+    x, axis = node.inputs[0], node.params["axis"]
+    zero, safe = _zeros_apart(e, x)
+    count = e.op("cumsum", e.cast(zero, x.dtype), axis=axis)
+    none = e.op("equal", count, e.const(0, x))
+    first = e.op("equal", count, e.const(1, x))
+    return zero, safe, e.op("cumprod", safe, axis=axis), none, first
+
+
 def _cumprod_vjp(e, node, g):
     axis = node.params["axis"]
-    x, out = node.inputs[0], node.out
-    rev = _flip(e, e.op("cumsum", _flip(e, e.mul(g, out), axis), axis=axis), axis)
-    return [e.div(rev, x)]
+    zero, safe, p, none, first = _cumprod_parts(e, node)
+    gp = e.mul(g, p)
+
+    def rev_cumsum(v):
+        return _flip(e, e.op("cumsum", _flip(e, v, axis), axis=axis), axis)
+
+    before = rev_cumsum(e.where_zero(e.op("logical_not", none), gp))
+    at_first = rev_cumsum(e.where_zero(e.op("logical_not", first), gp))
+    return [e.div(e.select(zero, at_first, before), safe)]
 
 
 def _cumprod_jvp(e, node, ts):
-    x = node.inputs[0]
-    return e.mul(node.out, e.op("cumsum", e.div(ts[0], x), axis=node.params["axis"]))
+    axis = node.params["axis"]
+    zero, safe, p, none, first = _cumprod_parts(e, node)
+    t = ts[0]
+    nonzero_part = e.op("cumsum", e.where_zero(zero, e.div(t, safe)), axis=axis)
+    zero_part = e.op("cumsum", e.where_zero(e.op("logical_not", zero), t), axis=axis)
+    inner = e.add(e.where_zero(e.op("logical_not", none), nonzero_part),
+                  e.where_zero(e.op("logical_not", first), zero_part))
+    return e.mul(p, inner)
 
 
 def _linear(op_name):
@@ -225,6 +308,28 @@ VJP = {
     "slice": _slice_vjp, "concatenate": _concat_vjp, "gather": _gather_vjp,
     "scatter": _scatter_vjp, "update_slice": _update_slice_vjp, "matmul": _matmul_vjp,
     "gemm": _gemm_vjp, "cumsum": _cumsum_vjp, "cumprod": _cumprod_vjp,
+}
+
+def _full_mask(e, node, mask):
+    return e.broadcast_to(mask, node.out.shape)
+
+
+def _no(e, like):
+    """False, in ``like``'s shape."""
+    false = e.op("const", value=ConstValue(np.asarray(False)), weak=False)
+    return e.broadcast_to(false, like.shape)
+
+
+#: ``MASK[op](e, node, mask)``: where the cotangent of the first input can be nonzero, given
+#: that the output's is zero outside ``mask`` (so ``np.where`` keeps NaN from the branch it did
+#: not take through reshapes, transposes, broadcasts and slices of it too).
+MASK = {
+    "reshape": lambda e, node, m: e.op("reshape", _full_mask(e, node, m),
+                                       shape=tuple(node.inputs[0].shape)),
+    "transpose": lambda e, node, m: _transpose_vjp(e, node, _full_mask(e, node, m))[0],
+    "broadcast_to": lambda e, node, m: e.mask_to(m, node.inputs[0], node.out),
+    "slice": lambda e, node, m: e.op("update_slice", _no(e, node.inputs[0]),
+                                     _full_mask(e, node, m), specs=node.params["specs"]),
 }
 
 #: Primitives with no derivative (integer results, or no inputs).

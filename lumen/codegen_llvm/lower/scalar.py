@@ -559,9 +559,7 @@ def cast(ctx, x, src, dst):
     if ks == "f" and kd == "f":
         return b.fpext(x, t) if dst.itemsize > src.itemsize else b.fptrunc(x, t)
     if ks == "f":
-        name = "llvm.fptosi.sat" if kd == "i" else "llvm.fptoui.sat"
-        fn = ctx.function(f"{name}.{t}.{_fname(x.type)}", t, [x.type])
-        return b.call(fn, [x])
+        return _float_to_int(ctx, x, dst)
     if kd == "f":
         return b.sitofp(x, t) if ks == "i" else b.uitofp(x, t)
     if dst.itemsize == src.itemsize:
@@ -569,6 +567,38 @@ def cast(ctx, x, src, dst):
     if dst.itemsize < src.itemsize:
         return b.trunc(x, t)
     return b.sext(x, t) if ks == "i" else b.zext(x, t)
+
+
+def _truncate_x86(ctx, x, bits):
+    """cvttsd2si: x truncated to a signed ``bits``-bit integer, INT_MIN when x is NaN or out of
+    range (what NumPy's casts give on x86-64)."""
+    b = ctx.builder
+    t = ir.IntType(bits)
+    limit = ir.Constant(x.type, 2.0 ** (bits - 1))
+    inside = b.and_(b.fcmp_ordered("<", x, limit), b.fcmp_ordered(">=", x, b.fneg(limit)))
+    sat = ctx.function(f"llvm.fptosi.sat.{t}.{_fname(x.type)}", t, [x.type])
+    return b.select(inside, b.call(sat, [x]), ir.Constant(t, 1 << (bits - 1)))
+
+
+def _float_to_int(ctx, x, dst):
+    """NumPy's float -> integer cast on x86-64 (values outside the target's range give the
+    same integers NumPy gives there: narrow types wrap through int32)."""
+    b = ctx.builder
+    t = value_type(dst)
+    if dst.itemsize < 4:
+        return b.trunc(_truncate_x86(ctx, x, 32), t)
+    if dst == np.int32:
+        return _truncate_x86(ctx, x, 32)
+    if dst == np.int64:
+        return _truncate_x86(ctx, x, 64)
+    wide = _truncate_x86(ctx, x, 64)
+    if dst == np.uint32:
+        return b.trunc(wide, t)
+    # uint64: values in [2^63, 2^64) convert exactly, beyond that 0
+    big = b.fcmp_ordered(">=", x, ir.Constant(x.type, 2.0 ** 63))
+    huge = b.fcmp_ordered(">=", x, ir.Constant(x.type, 2.0 ** 64))
+    sat = ctx.function(f"llvm.fptoui.sat.{t}.{_fname(x.type)}", t, [x.type])
+    return b.select(huge, ir.Constant(t, 0), b.select(big, b.call(sat, [x]), wide))
 
 
 def _fname(ty):

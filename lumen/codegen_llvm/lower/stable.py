@@ -32,14 +32,14 @@ def _log1mexp(ctx, a, dt, out, p):
 
 def _psi(ctx, a, dt, out, p):
     """digamma: psi(x) = psi(x + 6) - sum_{k<6} 1/(x + k), then the asymptotic series at
-    z = x + 6 >= 6; for x < 0.5 the reflection psi(x) = psi(1 - x) - pi / tan(pi x)."""
+    z = x + 6 >= 6; for x < 0 the reflection psi(x) = psi(1 - x) - pi / tan(pi x)."""
     from .scalar import call_intrinsic, call_libm
     b = ctx.builder
     (x,) = a
 
     def c(v):
         return ir.Constant(x.type, v)
-    reflect = b.fcmp_ordered("<", x, c(0.5))
+    reflect = b.fcmp_ordered("<", x, c(0.0))
     y = b.select(reflect, b.fsub(c(1.0), x), x)
     shift = c(0.0)
     for k in range(6):
@@ -53,9 +53,17 @@ def _psi(ctx, a, dt, out, p):
     poly = b.fmul(poly, iz2)
     psi_z = b.fadd(b.fsub(call_intrinsic(ctx, "log", z), b.fdiv(c(0.5), z)), poly)
     result = b.fsub(psi_z, shift)
+    # reflection: pi / tan(pi x), with x reduced exactly modulo 2 first (tan of a huge
+    # argument would have lost its fractional part); poles at 0, -1, -2, ... give NaN
     pi = c(math.pi)
-    reflected = b.fsub(result, b.fdiv(pi, call_libm(ctx, "tan", b.fmul(pi, x))))
-    return b.select(reflect, reflected, result)
+    r = b.fsub(x, b.fmul(c(2.0), call_intrinsic(ctx, "roundeven", b.fmul(x, c(0.5)))))
+    reflected = b.fsub(result, b.fdiv(pi, call_libm(ctx, "tan", b.fmul(pi, r))))
+    pole = b.fcmp_ordered("==", x, call_intrinsic(ctx, "floor", x))
+    reflected = b.select(pole, c(math.nan), reflected)
+    out = b.select(reflect, reflected, result)
+    # psi(+0) = -inf, psi(-0) = +inf (SciPy's limits)
+    zero = b.fcmp_ordered("==", x, c(0.0))
+    return b.select(zero, call_intrinsic(ctx, "copysign", c(math.inf), b.fneg(x)), out)
 
 
 LOWER = {"softplus": _softplus, "log1mexp": _log1mexp, "psi": _psi,

@@ -49,7 +49,7 @@ def _shifted(g, x, axes):
     finite (so rows of -inf give -inf, not NaN, as scipy's logsumexp does)."""
     m = g.emit("max", x, axes=axes, keepdims=True)
     finite = g.emit("isfinite", m)
-    m = g.emit("select", finite, m, g.emit("broadcast_to", g.const_like(m, 0.0), shape=m.shape))
+    m = g.emit("select", finite, m, g.const_like(m, 0.0))   # select broadcasts the scalar
     return g.emit("subtract", x, m), m
 
 
@@ -69,10 +69,16 @@ def _logsumexp_rule(g, v, s, x):
     return _logsumexp(g, node.inputs[0].node.inputs[0], axes, keepdims, v)
 
 
+def _broadcasts_back(axes, keepdims) -> bool:
+    """A sum over ``axes`` lines up with its operand again when broadcast: it kept its axes, or
+    it reduced leading ones (``np.exp(x) / np.exp(x).sum()`` on a vector, or ``.sum(0)``)."""
+    return keepdims or tuple(sorted(axes)) == tuple(range(len(axes)))
+
+
 def _softmax_rule(g, v, e, s):
     x = e.node.inputs[0]
     axes, keepdims = _reduce_params(s.node)
-    if not keepdims or s.node.inputs[0] is not e or _is_max_shift(x):
+    if not _broadcasts_back(axes, keepdims) or s.node.inputs[0] is not e or _is_max_shift(x):
         return None
     shifted, _ = _shifted(g, x, axes)
     num = g.emit("exp", shifted)
