@@ -36,6 +36,9 @@ def _psi(ctx, a, dt, out, p):
     from .scalar import call_intrinsic, call_libm
     b = ctx.builder
     (x,) = a
+    if x.type == ir.FloatType():          # float32: computed in float64, rounded once
+        wide = _psi(ctx, [b.fpext(x, ir.DoubleType())], dt, out, p)
+        return b.fptrunc(wide, ir.FloatType())
 
     def c(v):
         return ir.Constant(x.type, v)
