@@ -15,12 +15,18 @@ class CompiledEntry:
     def __init__(self, graph, optimized, executable, out_tree, options):
         self.options = options
         self.guards = list(graph.guards.items())
+        self.int_guards = list(graph.int_guards)
         self.executable = executable
         self.out_tree = out_tree
         self.graph, self.optimized = graph, optimized
         self.captured = list(graph.captured)
 
     def guards_hold(self, arrays) -> bool:
+        """The sizes (and Python-int ranges) this specialisation assumed hold for ``arrays``."""
+        if self.int_guards:
+            from .jit import int_range
+            if any(int_range(int(arrays[pos])) != r for pos, r in self.int_guards):
+                return False
         if not self.guards:
             return True
         shapes = [a.shape for a in arrays]

@@ -134,7 +134,7 @@ class Jitted:
                          for axis, n in enumerate(a.shape))
             v = trace.builder.add_input(TensorType(a.dtype, dims, weak), name)
             if type(leaves[pos]) is int:
-                trace.int_ranges[v] = int_range(leaves[pos])
+                trace.int_ranges[v] = (pos, int_range(leaves[pos]))
             t = Tracer(v)
             trace.argument_ids.add(id(t))
             tracers.append(t)
@@ -150,6 +150,7 @@ class Jitted:
         graph = trace.builder.build(out_values, sink.guards)
         graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays + trace.captured]
         graph.captured = trace.captured
+        graph.int_guards = sorted(trace.int_ranges[v] for v in trace.used_int_ranges)
         verify(graph)
         return graph, out_tree
 
@@ -194,9 +195,9 @@ def _leaf_spec(leaf, position, treedef):
         return np.asarray(leaf, np.float64), ("weak", "f")
     elif t is int:
         if -2**63 <= leaf < 2**63:
-            return np.asarray(leaf, np.int64), ("weak", "i", int_range(leaf))
+            return np.asarray(leaf, np.int64), ("weak", "i")
         if 0 <= leaf < 2**64:
-            return np.asarray(leaf, np.uint64), ("weak", "u", int_range(leaf))
+            return np.asarray(leaf, np.uint64), ("weak", "u")
         raise OverflowError(f"Python int {leaf} does not fit in 64 bits")
     elif t is bool or t is np.bool_:
         return np.asarray(leaf, np.bool_), (np.dtype(bool), 0, (), True)
@@ -226,9 +227,9 @@ def _leaf_spec(leaf, position, treedef):
 
 
 def int_range(n: int):
-    """(bits of the narrowest signed type holding n, same for unsigned or None): a Python int
-    argument is specialised on this, so NEP 50's checks of it against an array's dtype (an
-    OverflowError, an exact comparison) are decided while tracing."""
+    """(bits of the narrowest signed type holding n, same for unsigned or None). When tracing
+    checks a Python int argument against a narrow integer dtype (NEP 50: an OverflowError, or an
+    exact comparison), the compiled function is specialised on this range."""
     signed = next((b for b in (8, 16, 32, 64) if -2 ** (b - 1) <= n < 2 ** (b - 1)), None)
     unsigned = next((b for b in (8, 16, 32, 64) if 0 <= n < 2 ** b), None)
     return signed, unsigned

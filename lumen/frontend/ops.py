@@ -79,7 +79,12 @@ def _python_int_range(v):
     if v.node is not None and v.node.op == "const":
         from .jit import int_range
         return int_range(int(v.node.params["value"].array))
-    return current().int_ranges.get(v)
+    trace = current()
+    known = trace.int_ranges.get(v)
+    if known is None:
+        return None
+    trace.used_int_ranges.add(v)
+    return known[1]
 
 
 def _fits(bits, d) -> bool:
@@ -90,8 +95,10 @@ def _out_of_range_literal(name, values, loop):
     """NEP 50 for Python ints the loop dtype cannot hold: comparisons are done exactly (in a
     wider dtype, returned here); anything else raises OverflowError, as NumPy does."""
     for v, d in zip(values, loop):
+        if d.kind not in "iu" or d.itemsize == 8 and d.kind == "i":
+            continue            # every Python int argument lumen takes fits int64
         r = _python_int_range(v)
-        if r is None or d.kind not in "iu":
+        if r is None:
             continue
         signed, unsigned = r
         if _fits(signed if d.kind == "i" else unsigned, d):

@@ -24,7 +24,8 @@ class Trace:
         self.builder = GraphBuilder(name)
         self.argument_ids = set()   # id() of the tracers that are the function's own arguments
         self.captured = []          # large constant arrays, passed to the compiled code as inputs
-        self.int_ranges = {}        # Python-int argument Value -> jit.int_range of its value
+        self.int_ranges = {}        # Python-int argument Value -> (position, jit.int_range)
+        self.used_int_ranges = set()    # those the trace depended on
         self._captured_values = {}
 
     def capture(self, array):

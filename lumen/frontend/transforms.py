@@ -36,6 +36,11 @@ def _eager(key, fn):
     return jitted
 
 
+def _key(argnums):
+    """``argnums`` for a cache key: ``1`` and ``(1,)`` return differently shaped results."""
+    return argnums if isinstance(argnums, int) else ("tuple",) + tuple(argnums)
+
+
 def _as_tracers(tree):
     """``tree`` with each floating-point leaf a fresh value of the trace: the identity
     ``cast`` (which the simplify phase drops). A transform differentiates with respect to these,
@@ -83,7 +88,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     @functools.wraps(fn, updated=())
     def value_and_grad_fn(*args, **kwargs):
         if not _tracing(args, kwargs):
-            return _eager(("value_and_grad", fn, nums, has_aux), value_and_grad_fn)(*args, **kwargs)
+            return _eager(("value_and_grad", fn, _key(argnums), has_aux), value_and_grad_fn)(*args, **kwargs)
         args = list(args)
         for i in nums:
             args[i] = _as_tracers(args[i])
@@ -182,7 +187,7 @@ def jacobian(fn, argnums=0):
     @functools.wraps(fn, updated=())
     def jacobian_fn(*args):
         if not _tracing(args):
-            return _eager(("jacobian", fn, nums), jacobian_fn)(*args)
+            return _eager(("jacobian", fn, _key(argnums)), jacobian_fn)(*args)
         from . import ops
         args = [_as_tracers(a) if i in nums else a for i, a in enumerate(args)]
         wrt = [to_value(args[i]) for i in nums]

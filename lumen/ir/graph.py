@@ -103,6 +103,7 @@ class Graph:
         self.input_contiguous = [False] * len(self.inputs)
         self.captured = []          # arrays appended to the arguments at every call
         self.rewrites = []          # (rule name, node it replaced), from the pass that made it
+        self.int_guards = []        # (argument position, int range) the trace depended on
 
     def __repr__(self):
         from .printer import format_graph

@@ -129,7 +129,7 @@ PARTIALS = {
     "copysign": lambda e, xs, out: [e.mul(e.op("sign", xs[0]), e.op("copysign", _one(e, xs[1]), xs[1])), None],
     "fmod": lambda e, xs, out: [_one(e, xs[0]), e.neg(e.op("trunc", e.div(xs[0], xs[1])))],
     "remainder": lambda e, xs, out: [_one(e, xs[0]), e.neg(e.op("floor", e.div(xs[0], xs[1])))],
-    "expit": lambda e, xs, out: [e.mul(out, e.sub(_one(e, out), out))],
+    "expit": lambda e, xs, out: [e.mul(out, e.op("expit", e.neg(xs[0])))],   # no 1 - out
     "logit": lambda e, xs, out: [e.recip(e.mul(xs[0], e.sub(_one(e, xs[0]), xs[0])))],
     "erf": lambda e, xs, out: [e.scale(e.op("exp", e.neg(e.square(xs[0]))), 2 / math.sqrt(math.pi))],
     "erfc": lambda e, xs, out: [e.scale(e.op("exp", e.neg(e.square(xs[0]))), -2 / math.sqrt(math.pi))],
