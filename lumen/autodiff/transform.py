@@ -8,7 +8,12 @@ generation as everything else, and can be differentiated again.
 
 Gradients through ``np.where`` never pick up NaN or inf from the branch that was not taken: a
 cotangent that `select` sends into one branch is zero where the other branch was chosen, and
-every elementwise rule below it keeps it zero there (``0 * inf`` would otherwise be NaN).
+every elementwise rule below it keeps it zero there (``0 * inf`` would otherwise be NaN). That
+mask follows the cotangent through broadcasting (reduced with `any`), reshapes, transposes and
+slices (`structural.MASK`), nested selects (and-ed) and values used twice (or-ed).
+
+Compositions the stabilize phase rewrites (``log(expit(x))``, ``log1p(exp(x))``, ...) are
+differentiated as a whole (`rules.stabilize`), where the chain rule would give ``inf * 0``.
 """
 from __future__ import annotations
 

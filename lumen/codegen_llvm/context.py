@@ -256,6 +256,8 @@ class Context:
             for k in range(nd):
                 shape.append(b.load(b.gep(dims_ptr, [self.i64(k)])))
                 strides.append(b.load(b.gep(strides_ptr, [self.i64(k)])))
+        if contiguous:      # strides the optimiser can see (unit stride innermost)
+            strides = contiguous_strides(b, shape, value.dtype.itemsize, self.i64)
         return Arr(data, shape, strides, value.dtype, value.type.shape, contiguous)
 
     def finish(self):

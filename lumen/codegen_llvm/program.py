@@ -15,6 +15,7 @@ def lower_graph(graph: Graph) -> str:
     env = {}
     for pos, v in enumerate(graph.inputs):
         arr = ctx.read_input(pos, v, graph.input_contiguous[pos])
+        arr.dims = tuple(graph.dim_aliases.get(d, d) for d in arr.dims)
         env[v] = arr
         for axis, d in enumerate(v.type.shape):
             if d.op == "input":

@@ -104,6 +104,7 @@ class Graph:
         self.captured = []          # arrays appended to the arguments at every call
         self.rewrites = []          # (rule name, node it replaced), from the pass that made it
         self.int_guards = []        # (argument position, int range) the trace depended on
+        self.dim_aliases = {}       # input size -> the size checks proved it equals
 
     def __repr__(self):
         from .printer import format_graph

@@ -14,6 +14,7 @@ class Rebuilder:
         self.map = {v: v for v in graph.inputs}
         self.nodes = []
         self._by_key = {}
+        self.dim_aliases = dict(graph.dim_aliases)
 
     def __getitem__(self, value):
         return self.map[value]
@@ -42,7 +43,9 @@ class Rebuilder:
             self.map[a] = b
 
     def finish(self) -> Graph:
-        return derived_graph(self.graph, self.nodes, [self[v] for v in self.graph.outputs])
+        g = derived_graph(self.graph, self.nodes, [self[v] for v in self.graph.outputs])
+        g.dim_aliases = self.dim_aliases
+        return g
 
 
 def derived_graph(graph: Graph, nodes, outputs) -> Graph:
@@ -51,4 +54,6 @@ def derived_graph(graph: Graph, nodes, outputs) -> Graph:
     g.input_names = graph.input_names
     g.input_contiguous = graph.input_contiguous
     g.captured = graph.captured
+    g.dim_aliases = graph.dim_aliases
+    g.int_guards = graph.int_guards
     return g

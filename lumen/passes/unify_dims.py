@@ -4,7 +4,9 @@
 sizes are never 1 (compiled code is specialised on length-1 axes), the check means n == m. This
 pass rewrites every type and parameter to use one representative per class of equal sizes, so
 that later passes see that ``a`` and ``b`` have the same shape (fusion, dense loops). The checks
-themselves are kept as they were, and codegen runs them all before any kernel.
+themselves are kept as they were, and codegen runs them all before any kernel. The graph's
+inputs keep their types; ``graph.dim_aliases`` maps their sizes to the representatives, for
+codegen to see the same equalities.
 """
 from __future__ import annotations
 
@@ -79,6 +81,10 @@ def unify_dims(graph):
         return obj
 
     rb = Rebuilder(graph)
+    for v in graph.inputs:
+        for d in v.type.shape:
+            if d.op == "input" and sub(d) != d:
+                rb.dim_aliases[d] = sub(d)
     for node in graph.nodes:
         params = {k: sub_any(v) for k, v in node.params.items()}
         types = [TensorType(o.dtype, sub_any(tuple(o.shape)), o.type.weak) for o in node.outputs]

@@ -2,9 +2,10 @@
 one value per input (None: zero). Forward mode sums ``partial * tangent``; reverse mode
 multiplies the cotangent by each partial and sums it back to the input's shape.
 
-Conventions at kinks follow JAX: d|x|/dx = sign(x) (0 at 0); maximum / minimum split the
-gradient evenly at ties; d/dx relu(x) = 0 at 0 (relu is maximum(x, 0): 1/2 at the tie there
-too, as in JAX's jnp.maximum).
+Conventions at kinks: d|x|/dx = sign(x) (0 at 0); maximum / minimum (and so clip) split the
+gradient evenly at ties, as JAX's jnp.maximum does, so relu written maximum(x, 0) has the
+derivative 1/2 at 0; fmax / fmin also pass it to the number past a NaN; x ** 0 has the
+derivative 0, at 0 too.
 """
 from __future__ import annotations
 

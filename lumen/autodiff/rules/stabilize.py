@@ -60,9 +60,22 @@ ELEMENTWISE = (
      lambda e, x, root: e.op("sign", x)),
 )
 
+def _is_max_shift(x) -> bool:
+    """x is already ``y - max(y)`` (as `lumen.nn.logsumexp` writes it, perhaps with the max
+    guarded by a select): exp(x) <= 1, and the plain chain rule is exact."""
+    node = x.node
+    if node is None or node.op != "subtract":
+        return False
+    m = node.inputs[1].node
+    while m is not None and m.op in ("select", "broadcast_to", "reshape"):
+        m = m.inputs[1 if m.op == "select" else 0].node
+    return m is not None and m.op == "max" and m.inputs[0] is node.inputs[0]
+
+
 #: Reductions: (name, pattern, d(root)/dx with x's shape).
 REDUCE = (
-    ("logsumexp", Pat("log", Pat("sum", Pat("exp", X))), _softmax),
+    ("logsumexp", Pat("log", Pat("sum", Pat("exp", Pat.var("x", where=lambda x: not _is_max_shift(x))))),
+     _softmax),
 )
 
 

@@ -138,6 +138,10 @@ def combine(ctx, op, acc, v, dtype):
         return b.or_(acc, v)
     if op == "all":
         return b.and_(acc, v)
+    if kind == "f":
+        # llvm.maximum / minimum propagate NaN as NumPy's max does, and vectorise as reductions
+        return b.call(ctx.intrinsic("llvm.maximum" if op == "max" else "llvm.minimum", acc.type, 2),
+                      [acc, v])
     from .scalar import LOWER
     return LOWER["maximum" if op == "max" else "minimum"](ctx, [acc, v], dtype, dtype, {})
 
@@ -213,10 +217,16 @@ def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, e
     arg_mode = op in ("argmax", "argmin")
     acc_t = value_type(acc_dtype)
     blocked = op == "sum" and np.dtype(acc_dtype).kind == "f" and bool(axes)  # 0-d: no axis
+    # float max/min: a NaN-ignoring maxnum/minnum reduction (which vectorises) plus a
+    # "saw a NaN" flag, combined at the end into NumPy's NaN-propagating result
+    split_nan = op in ("max", "min") and np.dtype(acc_dtype).kind == "f"
 
     def per_output(off_outer, idx_outer):
         acc_slot = ctx.alloca(acc_t, "acc")
         b.store(identity(op, acc_dtype), acc_slot)
+        nan_slot = ctx.alloca(ir.IntType(1), "saw_nan") if split_nan else None
+        if split_nan:
+            b.store(ir.Constant(ir.IntType(1), 0), nan_slot)
         partial_slot = ctx.alloca(acc_t, "partial") if blocked else None
         idx_slot = ctx.alloca(value_type(np.intp), "argidx") if arg_mode else None
         if arg_mode:
@@ -230,7 +240,15 @@ def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, e
                 b.store(b.select(take, v, best), acc_slot)
                 b.store(b.select(take, idx[axes[-1]], b.load(idx_slot)), idx_slot)
             elif blocked:
-                b.store(b.fadd(b.load(partial_slot), v), partial_slot)
+                # reassociable within a block: LLVM keeps several partial sums in vector lanes,
+                # as NumPy's pairwise sum keeps eight
+                b.store(b.fadd(b.load(partial_slot), v, flags=("reassoc",)), partial_slot)
+            elif split_nan:
+                name = "llvm.maxnum" if op == "max" else "llvm.minnum"
+                # nnan: a NaN here makes acc poison, but the flag then discards acc
+                b.store(b.call(ctx.intrinsic(name, acc_t, 2), [b.load(acc_slot), v],
+                               fastmath=("nnan", "nsz")), acc_slot)
+                b.store(b.or_(b.load(nan_slot), is_nan(ctx, v)), nan_slot)
             else:
                 b.store(combine(ctx, op, b.load(acc_slot), v, acc_dtype), acc_slot)
 
@@ -240,8 +258,10 @@ def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, e
         else:
             nest(ctx, space_vals, operands, visit, axes, 0, off_outer, dict(idx_outer))
         out_off = _offset(ctx, idx_outer, out_strides, kept)
-        reduced = b.load(idx_slot) if arg_mode else \
-            cast(ctx, b.load(acc_slot), acc_dtype, epilogue.red_dtype)
+        acc = b.load(acc_slot)
+        if split_nan:
+            acc = b.select(b.load(nan_slot), ir.Constant(acc_t, float("nan")), acc)
+        reduced = b.load(idx_slot) if arg_mode else cast(ctx, acc, acc_dtype, epilogue.red_dtype)
         ctx.store(out, out_off, epilogue.apply(reduced, idx_outer))
 
     nest(ctx, space_vals, operands, per_output, kept, 0, [ctx.i64(0)] * len(operands), {})

@@ -1,0 +1,4 @@
+"""Workloads, one module per family; each module exports WORKLOADS (a list of harness.Workload)."""
+from . import elementwise, reductions
+
+WORKLOADS = [*elementwise.WORKLOADS, *reductions.WORKLOADS]
