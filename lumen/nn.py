@@ -23,7 +23,8 @@ def softplus(x):
 
 
 def relu(x):
-    """max(x, 0); its gradient at 0 is 0 (JAX's convention)."""
+    """max(x, 0). Its derivative at 0 is 1/2, as ``jnp.maximum(x, 0)``'s in JAX (ties split
+    evenly); ``jax.nn.relu`` takes 0 there instead."""
     return np.maximum(x, 0)
 
 
