@@ -96,7 +96,10 @@ def _scipy(name):
         if b is not None or kw.pop("return_sign", False):
             from ..errors import UnsupportedError
             raise UnsupportedError(f"scipy.special.{name} with b= or return_sign= is not supported")
-        return getattr(nn, name)(a, *args, **kw)
+        if args:
+            kw["axis"] = args[0]
+        kw.setdefault("axis", None)         # scipy's default: over all elements
+        return getattr(nn, name)(a, **kw)
     return wrapper
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import TracingError, UnsupportedError
 from ..ir.builder import GraphBuilder
+from ..ir import dims as dims_module
 from ..ir.dims import Dim
 from ..ir.ops.creation import ConstValue
 from ..ir.types import SUPPORTED_DTYPES
@@ -116,3 +117,14 @@ def weak_kind(value):
     if value.type.weak:
         return {"f": float, "i": int, "u": int}[value.dtype.kind]
     return value.dtype
+
+
+def _size_arithmetic(op, a, b):
+    """A size mixed with a float or a traced array: a traced scalar, as in NumPy."""
+    from . import ops
+    name = {"add": "add", "sub": "subtract", "mul": "multiply", "floordiv": "floor_divide",
+            "truediv": "divide"}[op]
+    return ops.ufunc(name, a, b)
+
+
+dims_module.scalar_arithmetic = _size_arithmetic

@@ -99,7 +99,10 @@ class Tracer:
         return apply_function(func, args, kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        raise _no_python_value("conversion to a NumPy array")
+        raise _no_python_value(
+            "conversion to a NumPy array (np.asarray / np.array, or a library function that "
+            "converts its input, such as a scipy.special function imported by name: call "
+            "scipy.special.NAME through the module, or use lumen.nn)")
 
     def __bool__(self):
         raise _no_python_value("the truth value")

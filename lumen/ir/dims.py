@@ -67,15 +67,17 @@ class Dim:
     def __hash__(self):
         return hash((self.op, self.args))
 
-    # -- arithmetic (Python ints mix in freely) ---------------------------------------------
-    def __add__(self, o): return binary("add", self, o)
-    def __radd__(self, o): return binary("add", o, self)
-    def __sub__(self, o): return binary("sub", self, o)
-    def __rsub__(self, o): return binary("sub", o, self)
-    def __mul__(self, o): return binary("mul", self, o)
-    def __rmul__(self, o): return binary("mul", o, self)
-    def __floordiv__(self, o): return binary("floordiv", self, o)
-    def __rfloordiv__(self, o): return binary("floordiv", o, self)
+    # -- arithmetic (Python ints mix in freely; anything else makes a traced scalar) -----------
+    def __add__(self, o): return _arith("add", self, o)
+    def __radd__(self, o): return _arith("add", o, self)
+    def __sub__(self, o): return _arith("sub", self, o)
+    def __rsub__(self, o): return _arith("sub", o, self)
+    def __mul__(self, o): return _arith("mul", self, o)
+    def __rmul__(self, o): return _arith("mul", o, self)
+    def __floordiv__(self, o): return _arith("floordiv", self, o)
+    def __rfloordiv__(self, o): return _arith("floordiv", o, self)
+    def __truediv__(self, o): return _arith("truediv", self, o)
+    def __rtruediv__(self, o): return _arith("truediv", o, self)
 
     # -- places where Python insists on a real int ------------------------------------------
     def __index__(self): return concretize(self)
@@ -127,6 +129,23 @@ _EVAL = {
     "floordiv": lambda a, b: a // b if b else 0, "cdiv": lambda a, b: _cdiv(a, b) if b else 0,
     "max": max, "min": min, "bcast": lambda a, b: b if a == 1 else a,
 }
+
+
+#: Set by the frontend: ``(op, a, b) -> traced value`` for size arithmetic with a float or a
+#: traced array (``x / (x.shape[0] + 1.0)``), which NumPy computes as floats.
+scalar_arithmetic = None
+
+_PYTHON_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+               "floordiv": operator.floordiv, "truediv": operator.truediv}
+
+
+def _arith(op, a, b):
+    if op != "truediv" and all(isinstance(x, (Dim, int)) or hasattr(x, "__index__") and
+                               not hasattr(x, "_value") for x in (a, b)):
+        return binary(op, a, b)
+    if scalar_arithmetic is None:
+        return _PYTHON_OPS[op](*(concretize(x) if isinstance(x, Dim) else x for x in (a, b)))
+    return scalar_arithmetic(op, a, b)
 
 
 def as_dim(x) -> Dim:
