@@ -78,8 +78,13 @@ class Node:
         self.origin = origin
 
     def key(self):
-        """What makes two nodes compute the same thing (for common-subexpression merging)."""
-        return (self.op, tuple(v.id for v in self.inputs), tuple(sorted(self.params.items())))
+        """What makes two nodes compute the same thing (for common-subexpression merging);
+        operands of commutative primitives in canonical (sorted) order, so a*b meets b*a."""
+        from .ops.elementwise import COMMUTATIVE
+        ids = tuple(v.id for v in self.inputs)
+        if self.op in COMMUTATIVE:
+            ids = tuple(sorted(ids))
+        return (self.op, ids, tuple(sorted(self.params.items())))
 
     @property
     def out(self) -> Value:
