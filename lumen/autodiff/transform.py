@@ -162,14 +162,8 @@ def _vjp_node(e, node, g, mask, cts):
         return
     if op in ELEMENTWISE:
         for x, p in zip(node.inputs, _partials(e, node)):
-            if p is None or not differentiable(x):
-                continue
-            term = e.mul(g, p)
-            keep = None
-            if mask is not None:
-                term = e.where_zero(e.op("logical_not", mask), term)
-                keep = e.mask_to(mask, x, term)
-            cts.add(e, x, e.sum_to(term, x), keep)
+            if p is not None and differentiable(x):
+                _add_masked(e, cts, x, e.mul(g, p), mask)
         return
     rule = VJP.get(op)
     if rule is None:
@@ -187,7 +181,12 @@ def _vjp_whole(e, node, g, mask, cts, whole):
     if reduce:
         cts.add(e, x, e.mul(keepdims(e, g, node.inputs[0].node), d))
         return
-    term = e.mul(g, d)
+    _add_masked(e, cts, x, e.mul(g, d), mask)
+
+
+def _add_masked(e, cts, x, term, mask):
+    """Add ``term`` (a cotangent for ``x`` before broadcasting is undone) to x's, zeroed
+    outside ``mask`` (so 0 * inf from an unselected branch stays 0) and keeping the mask."""
     keep = None
     if mask is not None:
         term = e.where_zero(e.op("logical_not", mask), term)
