@@ -18,6 +18,7 @@ from .trace import Trace, to_value
 from .tracer import Tracer
 
 _SUPPORTED = frozenset(SUPPORTED_DTYPES)
+_NO_KWARGS: dict = {}
 
 
 def jit(fn=None, *, static_argnums=(), static_argnames=(), device="cpu", parallel=True,
@@ -71,9 +72,10 @@ class Jitted:
 
     # -- calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        if _tracing_now(args, kwargs):
+        prepared = self._prepare(args, kwargs)
+        if prepared is None:
             return self.fn(*args, **kwargs)      # called from traced code: inline it
-        key, arrays, dynamic, statics = self._prepare(args, kwargs)
+        key, arrays, dynamic, statics = prepared
         entry = self._lookup(key, arrays)
         if entry is None:
             entry = self._compile(key, arrays, dynamic, statics)
@@ -87,21 +89,27 @@ class Jitted:
         if kwargs:
             bound = self.signature.bind(*args, **kwargs)
             args, kwargs = bound.args, bound.kwargs
-        statics = tuple((i, a) for i, a in enumerate(args) if i in self.static_argnums) + \
-            tuple((k, kwargs[k]) for k in sorted(kwargs) if k in self.static_argnames)
-        dynamic = (tuple(a for i, a in enumerate(args) if i not in self.static_argnums),
-                   {k: v for k, v in kwargs.items() if k not in self.static_argnames})
+        if self.static_argnums or kwargs:
+            statics = tuple((i, a) for i, a in enumerate(args) if i in self.static_argnums) + \
+                tuple((k, kwargs[k]) for k in sorted(kwargs) if k in self.static_argnames)
+            dynamic = (tuple(a for i, a in enumerate(args) if i not in self.static_argnums),
+                       {k: v for k, v in kwargs.items() if k not in self.static_argnames})
+        else:                                    # the common call: positional arrays only
+            statics, dynamic = (), (args, _NO_KWARGS)
         leaves, treedef = pytree.flatten(dynamic)
         arrays, specs = [], []
         for k, leaf in enumerate(leaves):
+            if type(leaf) is Tracer:
+                return None                      # inside a trace: the caller inlines
             a, spec = _leaf_spec(leaf, k, treedef)
             arrays.append(a)
             specs.append(spec)
-        try:
-            key = (treedef, statics, tuple(specs))
-            hash(key)
-        except TypeError:
-            raise TypeError("static arguments of a lumen.jit function must be hashable") from None
+        key = (treedef, statics, tuple(specs))
+        if statics:
+            try:
+                hash(key)
+            except TypeError:
+                raise TypeError("static arguments of a lumen.jit function must be hashable") from None
         return key, arrays, dynamic, statics
 
     def _lookup(self, key, arrays):
@@ -159,18 +167,16 @@ class Jitted:
         """The compilation stages for these arguments: ``.ir()``, ``.optimized_ir()``,
         ``.llvm_ir()``, ``.asm()``."""
         from .compile import Lowered
-        key, arrays, dynamic, statics = self._prepare(args, kwargs)
+        prepared = self._prepare(args, kwargs)
+        if prepared is None:
+            raise TypeError("lower() takes concrete arrays, not traced values")
+        key, arrays, dynamic, statics = prepared
         graph, out_tree = self._trace(arrays, dynamic, statics)
         return Lowered(graph, self.options)
 
     def cache_info(self):
         """Counts of compiles and of calls served from the memory and disk caches."""
         return dict(self._stats)
-
-
-def _tracing_now(args, kwargs) -> bool:
-    leaves, _ = pytree.flatten((args, kwargs))
-    return any(isinstance(leaf, Tracer) for leaf in leaves)
 
 
 def _arg_names(signature, static_argnums, treedef):

@@ -5,6 +5,9 @@ LEAF = ("leaf",)
 NONE = ("none",)
 
 
+_CONTAINERS = (tuple, list, dict, type(None))
+
+
 def flatten(obj, leaves=None):
     """-> (leaves, treedef); ``treedef`` is hashable and rebuilds the structure."""
     if leaves is None:
@@ -13,6 +16,9 @@ def flatten(obj, leaves=None):
     if obj is None:
         return NONE
     if type(obj) is tuple or type(obj) is list:
+        if not any(type(o) in _CONTAINERS for o in obj):      # the common case: all leaves
+            leaves.extend(obj)
+            return (type(obj).__name__, (LEAF,) * len(obj))
         return (type(obj).__name__, tuple(flatten(o, leaves) for o in obj))
     if type(obj) is dict:
         keys = tuple(sorted(obj))
