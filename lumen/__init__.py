@@ -2,6 +2,7 @@
 from .devices import devices
 from .errors import DeviceError, LumenError, TracingError, UnsupportedError, VerificationError
 from .frontend.check_grad import check_grad
+from .frontend.control import cond, scan, while_loop
 from .frontend.jit import jit
 from .frontend.transforms import (grad, hessian, hvp, jacobian, lop, rop, stop_gradient,
                                   value_and_grad)
@@ -10,5 +11,5 @@ from . import nn
 __version__ = "0.1.0"
 
 __all__ = ["jit", "grad", "value_and_grad", "rop", "lop", "jacobian", "hessian", "hvp",
-           "stop_gradient", "check_grad", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
+           "stop_gradient", "check_grad", "scan", "while_loop", "cond", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
            "VerificationError", "__version__"]

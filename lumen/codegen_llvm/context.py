@@ -60,6 +60,7 @@ class Context:
         self.buffer_slots: list = []
         self._sizes: dict = {}      # buffer slot -> its byte size (a Dim)
         self._pool: dict = {}       # byte size -> slots of dead buffers
+        self._frames: list = []     # per loop-body nesting level: the slots it allocated
         self._strings: dict = {}
         self._functions: dict = {}
 
@@ -200,7 +201,7 @@ class Context:
         shape = [self.dim(d) for d in dims]
         itemsize = dtype.itemsize
         key = prod(dims) * itemsize
-        pooled = self._pool.get(key)
+        pooled = None if self._frames else self._pool.get(key)
         if pooled:
             slot = pooled.pop()
             self._sizes[slot] = key
@@ -214,6 +215,8 @@ class Context:
         self._alloca_builder.store(ir.Constant(i8p, None), slot)
         self.buffer_slots.append(slot)
         self._sizes[slot] = key
+        if self._frames:
+            self._frames[-1].append(slot)
         b.store(ptr, slot)
         self.leave_if(b.icmp_unsigned("==", ptr, ir.Constant(i8p, None)), no_memory=True)
         return Arr(ptr, shape, contiguous_strides(b, shape, itemsize, self.i64), dtype,
@@ -222,6 +225,21 @@ class Context:
     def release_buffer(self, slot):
         """The buffer's values are dead: later buffers of its size reuse it."""
         self._pool.setdefault(self._sizes[slot], []).append(slot)
+
+    def push_frame(self):
+        """Buffers allocated from here on (a loop body's) are freed by `pop_frame`."""
+        self._frames.append([])
+
+    def pop_frame(self):
+        b = self.builder
+        free = self.function("free", ir.VoidType(), [i8p])
+        for slot in self._frames.pop():
+            b.call(free, [b.load(slot)])
+            b.store(ir.Constant(i8p, None), slot)
+
+    def in_frame(self, arr) -> bool:
+        """Whether ``arr`` lives in a buffer of the innermost frame."""
+        return bool(self._frames) and arr.owner in self._frames[-1]
 
     def numpy_result(self, value, position: int) -> Arr:
         """A new NumPy array for graph output ``position``, handed to the outputs list."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..ir.dims import Dim
 from ..ir.graph import Graph
+from ..ir.ops import BODY_PARAMS
 from .context import Arr, Context
 from .lower import LOWER
 from .lower.loops import copy
@@ -21,59 +22,85 @@ def lower_graph(graph: Graph) -> str:
             if d.op == "input":
                 ctx.dim_values[d] = arr.shape[axis]
     _precompute_dims(ctx, graph)
-
-    first_output = {}
-    for pos, v in enumerate(graph.outputs):
-        first_output.setdefault(v, pos)
-    produced_into = {}
-
-
     # Every size check runs before any kernel: passes may rely on sizes the checks prove equal.
     for node in graph.nodes:
         for check in node.checks:
             _emit_check(ctx, check, f"{node.op} at {node.loc or node.op}")
 
-    last_use = _last_uses(graph)
-    live = {}     # buffer slot -> values still needed that live in it
-    current = {}
+    first_output = {}
+    for pos, v in enumerate(graph.outputs):
+        first_output.setdefault(v, pos)
+    scope = _FunctionScope(ctx, graph, first_output)
+    scope.run(env)
+    for pos, v in enumerate(graph.outputs):
+        if scope.produced_into.get(v) != pos:
+            copy(ctx, env[v], ctx.numpy_result(v, pos))
+    ctx.finish()
+    return str(ctx.module)
 
-    def new_array(value, inputs=()):
+
+def lower_body(ctx, body: Graph, env) -> list:
+    """Lower a loop or branch body at the current position (inside a context frame: its
+    buffers are freed when the frame is popped); ``env`` maps its inputs. -> output arrays."""
+    for node in body.nodes:
+        for check in node.checks:
+            _emit_check(ctx, check, f"{node.op} at {node.loc or node.op}")
+    outer = ctx.new_array
+    ctx.new_array = lambda value, inputs=(): ctx.malloc_buffer(value.dtype, value.type.shape)
+    try:
+        for node in body.nodes:
+            ctx.where = node.loc or node.op
+            outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
+            env.update(zip(node.outputs, outs))
+    finally:
+        ctx.new_array = outer
+    return [env[v] for v in body.outputs]
+
+
+class _FunctionScope:
+    """The top level of the function: results go straight into the returned NumPy arrays,
+    dead buffers are reused, elementwise kernels run in place where an input dies."""
+
+    def __init__(self, ctx, graph, first_output):
+        self.ctx, self.graph, self.first_output = ctx, graph, first_output
+        self.produced_into = {}
+        self.last_use = _last_uses(graph)
+        self.live = {}     # buffer slot -> values still needed that live in it
+        self.index = 0
+
+    def new_array(self, value, inputs=()):
         """Where ``value`` is computed: its result array if it is returned, else an input's
         buffer that dies here (in place; ``inputs`` are (Value, Arr) read at the same
         positions), else a dead or new buffer."""
-        pos = first_output.get(value)
-        if pos is not None and value not in produced_into:
-            produced_into[value] = pos
-            return ctx.numpy_result(value, pos)
+        pos = self.first_output.get(value)
+        if pos is not None and value not in self.produced_into:
+            self.produced_into[value] = pos
+            return self.ctx.numpy_result(value, pos)
         for v, arr in inputs:
             slot = arr.owner
             if slot is not None and arr.contiguous and arr.dtype.itemsize == value.dtype.itemsize \
                     and tuple(arr.dims) == tuple(value.type.shape) \
-                    and last_use.get(v) == current["index"] and live.get(slot) == {v}:
-                live[slot].clear()
+                    and self.last_use.get(v) == self.index and self.live.get(slot) == {v}:
+                self.live[slot].clear()
                 return Arr(arr.data, arr.shape, arr.strides, value.dtype, value.type.shape, True, slot)
-        return ctx.malloc_buffer(value.dtype, value.type.shape)
-    ctx.new_array = new_array
+        return self.ctx.malloc_buffer(value.dtype, value.type.shape)
 
-    for index, node in enumerate(graph.nodes):
-        current["index"] = index
-        ctx.where = node.loc or node.op
-        outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
-        for v, a in zip(node.outputs, outs):
-            env[v] = a
-            if a.owner is not None:
-                live.setdefault(a.owner, set()).add(v)
-        for slot, values in list(live.items()):
-            values.difference_update([v for v in values if last_use.get(v, index) <= index])
-            if not values:
-                ctx.release_buffer(slot)
-                del live[slot]
-
-    for pos, v in enumerate(graph.outputs):
-        if produced_into.get(v) != pos:
-            copy(ctx, env[v], ctx.numpy_result(v, pos))
-    ctx.finish()
-    return str(ctx.module)
+    def run(self, env):
+        ctx = self.ctx
+        ctx.new_array = self.new_array
+        for index, node in enumerate(self.graph.nodes):
+            self.index = index
+            ctx.where = node.loc or node.op
+            outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
+            for v, a in zip(node.outputs, outs):
+                env[v] = a
+                if a.owner is not None:
+                    self.live.setdefault(a.owner, set()).add(v)
+            for slot, values in list(self.live.items()):
+                values.difference_update([v for v in values if self.last_use.get(v, index) <= index])
+                if not values:
+                    ctx.release_buffer(slot)
+                    del self.live[slot]
 
 
 def _last_uses(graph):
@@ -103,12 +130,19 @@ def _precompute_dims(ctx, graph):
             for o in obj:
                 walk(o)
 
-    for node in graph.nodes:
-        for v in node.outputs:
+    def walk_graph(g):
+        for v in g.inputs:
             walk(v.type.shape)
-        walk(list(node.params.values()))
-        for c in node.checks:
-            walk([c.a, c.b])
+        for node in g.nodes:
+            for v in node.outputs:
+                walk(v.type.shape)
+            walk(list(node.params.values()))
+            for c in node.checks:
+                walk([c.a, c.b])
+            for key in BODY_PARAMS.get(node.op, ()):
+                walk_graph(node.params[key])
+
+    walk_graph(graph)
 
 
 def _emit_check(ctx, check, where):

@@ -53,6 +53,61 @@ class Trace:
         _state.trace = self._prev
 
 
+class SubTrace:
+    """Traces a nested function (a loop or branch body) into a graph of its own. A value of an
+    enclosing trace that the body uses becomes an extra input of the body (a *capture*); the
+    control-flow node then passes the outer value in."""
+
+    def __init__(self, parent, name: str):
+        self.parent = parent
+        self.builder = GraphBuilder(name)
+        self.owned = set()
+        self.captures = []          # outer values, in the order of the body's capture inputs
+        self._inner = {}
+        self.argument_ids = set()
+
+    @property
+    def int_ranges(self):
+        return self.parent.int_ranges
+
+    @property
+    def used_int_ranges(self):
+        return self.parent.used_int_ranges
+
+    def input(self, type, name):
+        v = self.builder.add_input(type, name)
+        self.owned.add(v)
+        return v
+
+    def local(self, value):
+        """``value`` as seen inside the body (captured on first use)."""
+        if value in self.owned:
+            return value
+        inner = self._inner.get(value)
+        if inner is None:
+            inner = self.builder.add_input(value.type, f"cap{len(self.captures)}")
+            self.owned.add(inner)
+            self.captures.append(value)
+            self._inner[value] = inner
+        return inner
+
+    def emit(self, op, inputs, **params):
+        node = self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
+        self.owned.update(node.outputs)
+        return node
+
+    def capture(self, array):
+        return self.parent.capture(array)
+
+    def __enter__(self):
+        self._prev = getattr(_state, "trace", None)
+        _state.trace = self
+        return self
+
+    def __exit__(self, *exc):
+        _state.trace = self._prev
+
+
 def current() -> Trace:
     t = getattr(_state, "trace", None)
     if t is None:

@@ -28,12 +28,17 @@ def value_names(graph) -> dict:
     return names
 
 
+def _is_graph(v) -> bool:
+    return hasattr(v, "nodes") and hasattr(v, "outputs")
+
+
 def format_node(node, names) -> str:
     outs = ", ".join(names[o] for o in node.outputs)
     args = ", ".join(names[v] for v in node.inputs)
     params = []
     for key in sorted(node.params):
-        if key.startswith("_") or key in ("body", "space", "epilogue", "reduce"):
+        if key.startswith("_") or key in ("space", "epilogue", "reduce") or \
+                (key == "body" and node.op == "kernel") or _is_graph(node.params[key]):
             continue
         params.append(f"{key}={_param_text(node.params[key])}")
     if node.op == "kernel":
@@ -57,13 +62,19 @@ def format_node(node, names) -> str:
     return line
 
 
-def format_graph(graph) -> str:
+def format_graph(graph, indent="") -> str:
+    """The graph as text; nested bodies of control-flow nodes are printed indented under them."""
     names = value_names(graph)
     args = ", ".join(f"{names[v]}: {v.type.text()}" for v in graph.inputs)
     rets = ", ".join(v.type.text() for v in graph.outputs)
-    lines = [f"func @{graph.name}({args}) -> {rets}"]
+    lines = [f"{indent}func @{graph.name}({args}) -> {rets}"]
     for d, value in sorted(graph.guards.items(), key=lambda kv: kv[0].text()):
-        lines.append(f"  guard {d.text()} == {value}")
-    lines += [format_node(n, names) for n in graph.nodes]
-    lines.append("  return " + ", ".join(names.get(v, "?") for v in graph.outputs))
+        lines.append(f"{indent}  guard {d.text()} == {value}")
+    for n in graph.nodes:
+        lines.append(indent + format_node(n, names))
+        for key in sorted(n.params):
+            if _is_graph(n.params[key]) and not (n.op == "kernel"):
+                lines.append(f"{indent}    {key}:")
+                lines.append(format_graph(n.params[key], indent + "      "))
+    lines.append(f"{indent}  return " + ", ".join(names.get(v, "?") for v in graph.outputs))
     return "\n".join(lines)

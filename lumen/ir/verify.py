@@ -10,6 +10,8 @@ class IRError(AssertionError):
 
 
 def verify(graph) -> None:
+    """Check ``graph`` and, recursively, the bodies of its control-flow nodes."""
+    from .ops import BODY_PARAMS
     defined = set(graph.inputs)
     for node in graph.nodes:
         if node.op not in OPS:
@@ -23,6 +25,8 @@ def verify(graph) -> None:
                     t.broadcastable != out.type.broadcastable:
                 raise IRError(f"{node.op} at {node.loc}: recorded type {out.type.text()} but "
                               f"its rule gives {t.text()}")
+        for key in BODY_PARAMS.get(node.op, ()):
+            verify(node.params[key])
         defined.update(node.outputs)
     for v in graph.outputs:
         if v not in defined:

@@ -14,9 +14,11 @@ Phases and what each guarantees to the next:
 """
 from __future__ import annotations
 
+from ..ir.ops import BODY_PARAMS
 from ..ir.verify import verify
 from .fuse import fuse
 from .kernelize import kernelize
+from .rebuild import Rebuilder
 from .rewrite import apply_rules, disabled_rules
 from .rules import simplify, specialize, stabilize
 from .unify_dims import unify_dims
@@ -42,14 +44,40 @@ PIPELINE = (
 )
 
 
-def optimize(graph, fastmath=False, check=False, stages=None, disabled=None):
-    """Run the pipeline. ``stages``, a list, receives (pass name, graph) after each pass;
-    ``disabled`` adds rule names to those of ``LUMEN_DISABLE_REWRITES``."""
+#: Passes skipped inside loop and branch bodies: their size checks run where the body runs,
+#: not in the function's prologue, so sizes they prove equal cannot be unified.
+_NOT_IN_BODIES = ("unify_dims",)
+
+
+def optimize(graph, fastmath=False, check=False, stages=None, disabled=None, nested=False):
+    """Run the pipeline (the bodies of loops and branches first, recursively). ``stages``, a
+    list, receives (pass name, graph) after each pass; ``disabled`` adds rule names to those
+    of ``LUMEN_DISABLE_REWRITES``."""
     disabled = disabled_rules() | frozenset(disabled or ())
+    graph = _optimize_bodies(graph, fastmath, check, disabled)
     for name, run in PIPELINE:
+        if nested and name in _NOT_IN_BODIES:
+            continue
         graph = run(graph, fastmath, disabled)
         if check:
             verify(graph)
         if stages is not None:
             stages.append((name, graph))
     return graph
+
+
+def _optimize_bodies(graph, fastmath, check, disabled):
+    if not any(n.op in BODY_PARAMS for n in graph.nodes):
+        return graph
+    rb = Rebuilder(graph)
+    for node in graph.nodes:
+        if node.op not in BODY_PARAMS:
+            rb.keep(node)
+            continue
+        params = dict(node.params)
+        for key in BODY_PARAMS[node.op]:
+            params[key] = optimize(params[key], fastmath, check, disabled=disabled, nested=True)
+        new = rb.add(node.op, [rb[v] for v in node.inputs], params,
+                     [o.type for o in node.outputs], node.loc, node.checks, node.origin)
+        rb.replace(node, new)
+    return rb.finish()

@@ -2,13 +2,13 @@
 family modules (no registration by import side effect)."""
 from __future__ import annotations
 
-from . import (creation, cumulative, elementwise, indexing, kernel, linalg, movement, reduce,
-               stable)
+from . import (control, creation, cumulative, elementwise, indexing, kernel, linalg, movement,
+               reduce, stable)
 from .base import Kind, OpDef
 
 OPS: dict[str, OpDef] = {}
 for _family in (elementwise, stable, reduce, movement, indexing, linalg, creation, cumulative,
-                kernel):
+                kernel, control):
     for _name, _def in _family.OPS.items():
         assert _name not in OPS, f"primitive {_name} registered twice"
         OPS[_name] = _def
@@ -21,5 +21,10 @@ def ops_of_kind(kind: Kind) -> frozenset:
 ELEMENTWISE = ops_of_kind(Kind.ELEMENTWISE)
 REDUCE = ops_of_kind(Kind.REDUCE)
 MOVEMENT = ops_of_kind(Kind.MOVEMENT)
+CONTROL = ops_of_kind(Kind.CONTROL)
 
-__all__ = ["OPS", "OpDef", "Kind", "ELEMENTWISE", "REDUCE", "MOVEMENT", "ops_of_kind"]
+#: The parameters of a control-flow node that hold nested graphs.
+BODY_PARAMS = {"scan": ("body",), "while": ("cond", "body"), "cond": ("true", "false")}
+
+__all__ = ["OPS", "OpDef", "Kind", "ELEMENTWISE", "REDUCE", "MOVEMENT", "CONTROL", "BODY_PARAMS",
+           "ops_of_kind"]

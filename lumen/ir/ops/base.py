@@ -19,6 +19,7 @@ class Kind(enum.Enum):
     CREATION = "creation"
     CUMULATIVE = "cumulative"
     KERNEL = "kernel"          # a fused loop nest (passes produce it)
+    CONTROL = "control"        # scan / while / cond: nodes holding nested graphs
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""Control flow: `scan`, `while`, `cond`. Each holds nested graphs (bodies) whose sizes are the
+enclosing function's `Dim`s, so a body is lowered inside the same native function.
+
+- ``scan``: inputs = initial carries, sequences (xs), captured values. The body maps
+  (carries, one slice of each sequence, captured) -> (new carries, per-step outputs); the node
+  returns the final carries and the per-step outputs stacked along a new leading axis of
+  length ``length`` (a run-time size).
+- ``while``: inputs = initial state, captured values; ``cond`` maps (state, captured) -> a
+  0-d bool, ``body`` maps (state, captured) -> state; returns the final state.
+- ``cond``: inputs = predicate, operands, captured values; ``true`` / ``false`` map
+  (operands, captured) -> results of the same types; only the branch taken runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dims import Dim
+from ..graph import Check
+from ..types import TensorType
+from .base import Kind, OpDef
+
+
+def _scan_infer(types, params):
+    body, n_carry, n_xs = params["body"], params["n_carry"], params["n_xs"]
+    length = params["length"]
+    outs = [o.type for o in body.outputs]
+    carries = [TensorType(t.dtype, t.shape) for t in outs[:n_carry]]
+    ys = [TensorType(t.dtype, (length,) + tuple(t.shape)) for t in outs[n_carry:]]
+    checks = [Check("eq", t.shape[0], length, "scan: every sequence must have the loop's length")
+              for t in types[n_carry:n_carry + n_xs] if t.shape[0] != length]
+    return carries + ys, checks
+
+
+def _scan_reference(arrays, params, shapes):
+    from ..interpret import interpret
+    body, n_carry, n_xs = params["body"], params["n_carry"], params["n_xs"]
+    carries = list(arrays[:n_carry])
+    xs, captured = arrays[n_carry:n_carry + n_xs], list(arrays[n_carry + n_xs:])
+    n = params["length"].evaluate(shapes)
+    ys = []
+    steps = range(n - 1, -1, -1) if params["reverse"] else range(n)
+    for t in steps:
+        out = interpret(body, carries + [x[t] for x in xs] + captured, shapes=shapes)
+        carries, y = list(out[:n_carry]), out[n_carry:]
+        ys.append(y)
+    if params["reverse"]:
+        ys.reverse()
+    y_types = [o.type for o in body.outputs[n_carry:]]
+    stacked = [np.stack([step[k] for step in ys]) if ys else
+               np.zeros((0,) + tuple(d.evaluate(shapes) for d in t.shape), t.dtype)
+               for k, t in enumerate(y_types)]
+    return carries + stacked
+
+
+def _while_infer(types, params):
+    return [o.type for o in params["body"].outputs], []
+
+
+def _while_reference(arrays, params, shapes):
+    from ..interpret import interpret
+    n_state = params["n_state"]
+    state, captured = list(arrays[:n_state]), list(arrays[n_state:])
+    while bool(interpret(params["cond"], state + captured, shapes=shapes)[0]):
+        state = list(interpret(params["body"], state + captured, shapes=shapes))
+    return state
+
+
+def _cond_infer(types, params):
+    return [o.type for o in params["true"].outputs], []
+
+
+def _cond_reference(arrays, params, shapes):
+    from ..interpret import interpret
+    branch = params["true"] if bool(np.asarray(arrays[0])) else params["false"]
+    return interpret(branch, list(arrays[1:]), shapes=shapes)
+
+
+OPS = {
+    "scan": OpDef("scan", Kind.CONTROL, _scan_infer, _scan_reference),
+    "while": OpDef("while", Kind.CONTROL, _while_infer, _while_reference),
+    "cond": OpDef("cond", Kind.CONTROL, _cond_infer, _cond_reference),
+}
+
+__all__ = ["OPS", "Dim"]
