@@ -20,6 +20,8 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir.ops import ELEMENTWISE, OPS
 from .emit import Emitter
+from .rules.control import JVP as CONTROL_JVP
+from .rules.control import VJP as CONTROL_VJP
 from .rules.elementwise import PARTIALS
 from .rules.elementwise import ZERO as ELEMENTWISE_ZERO
 from .rules import stabilize
@@ -32,7 +34,15 @@ def differentiable(value) -> bool:
     return value.dtype.kind == "f"
 
 
+#: Control flow whose reverse-mode derivative lumen does not build yet.
+MULTI_OUTPUT_UNSUPPORTED = frozenset(("while",))
+
+
 def _missing(node):
+    if node.op == "while":
+        return UnsupportedError(f"reverse mode (grad / lop) through lumen.while_loop is not "
+                                f"supported yet (at {node.loc}); forward mode (rop) is, and "
+                                "lumen.scan with a fixed length differentiates both ways")
     return UnsupportedError(f"lumen cannot differentiate the primitive {node.op!r} "
                             f"(at {node.loc})")
 
@@ -45,7 +55,15 @@ def forward(builder, nodes, tangents: dict) -> dict:
     inside = set(nodes)
     for node in nodes:
         ts = [tangents.get(v) if differentiable(v) else None for v in node.inputs]
-        if all(t is None for t in ts) or not differentiable(node.out):
+        if all(t is None for t in ts):
+            continue
+        if node.op in CONTROL_JVP:                # several outputs: one tangent each
+            e = Emitter(builder, node.loc)
+            for o, t in zip(node.outputs, CONTROL_JVP[node.op](e, node, ts)):
+                if t is not None:
+                    tangents[o] = t
+            continue
+        if not differentiable(node.out):
             continue
         e = Emitter(builder, node.loc)
         whole = stabilize.match(node, inside)
@@ -130,7 +148,19 @@ def backward(builder, nodes, seeds: dict, wrt) -> list:
         cts.add(Emitter(builder), v, g)
     inside = set(nodes)
     for node in reversed(nodes):
-        g = cts.value.get(node.outputs[0]) if len(node.outputs) == 1 else None
+        if node.op in CONTROL_VJP:
+            gs = [cts.value.get(o) for o in node.outputs]
+            if all(g is None for g in gs):
+                continue
+            e = Emitter(builder, node.loc)
+            for x, c in zip(node.inputs, CONTROL_VJP[node.op](e, node, gs)):
+                cts.add(e, x, c)
+            continue
+        if node.op in MULTI_OUTPUT_UNSUPPORTED:
+            if any(cts.value.get(o) is not None for o in node.outputs):
+                raise _missing(node)
+            continue
+        g = cts.value.get(node.outputs[0])
         if g is None:
             continue
         e = Emitter(builder, node.loc)
@@ -199,6 +229,11 @@ def rules_missing() -> list:
     missing = []
     for name, op in OPS.items():
         if name in ("select", "cast", "kernel") or name in ELEMENTWISE_ZERO or name in STRUCTURAL_ZERO:
+            continue
+        if name in CONTROL_JVP or name in CONTROL_VJP:
+            missing += [f"{name} ({mode})" for mode, table in (("forward mode", CONTROL_JVP),
+                                                               ("reverse mode", CONTROL_VJP))
+                        if name not in table]
             continue
         if name in ELEMENTWISE:
             if name not in PARTIALS:

@@ -8,11 +8,14 @@ from ..errors import UnsupportedError
 from ..ir.dims import as_dim
 from ..ir.types import TensorType
 from . import pytree
-from .trace import SubTrace, current, to_value
+from .trace import SubTrace, current, in_trace, to_value
 from .tracer import Tracer
 
 
 def _tracing(*trees) -> bool:
+    """Inside a trace (the transform is traced inline), or given traced values."""
+    if in_trace():
+        return True
     leaves, _ = pytree.flatten(trees)
     return any(isinstance(x, Tracer) for x in leaves)
 

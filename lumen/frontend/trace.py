@@ -108,6 +108,11 @@ class SubTrace:
         _state.trace = self._prev
 
 
+def in_trace() -> bool:
+    """Whether a function is being traced on this thread right now."""
+    return getattr(_state, "trace", None) is not None
+
+
 def current() -> Trace:
     t = getattr(_state, "trace", None)
     if t is None:

@@ -16,13 +16,16 @@ import numpy as np
 from ..autodiff.transform import backward, forward
 from ..errors import UnsupportedError
 from . import pytree
-from .trace import current, to_value
+from .trace import current, in_trace, to_value
 from .tracer import Tracer
 
 _compiled = {}
 
 
 def _tracing(*trees) -> bool:
+    """Inside a trace (the transform is traced inline), or given traced values."""
+    if in_trace():
+        return True
     leaves, _ = pytree.flatten(trees)
     return any(isinstance(x, Tracer) for x in leaves)
 

@@ -1,0 +1,231 @@
+"""Derivatives of scan and cond: new control-flow nodes whose bodies are derivative graphs.
+
+- JVP of scan: a scan that carries tangents next to the carries (forward mode through time).
+- VJP of scan: back-propagation through time: a forward scan that also records each step's
+  incoming carries, then a scan in the opposite direction whose body is the VJP of the step,
+  carrying the carries' cotangents and accumulating the captured values' cotangents.
+- JVP / VJP of cond: a cond over the branches' derivative graphs (still lazy).
+Both rules take and return one (co)tangent per node output / input (None: zero).
+"""
+from __future__ import annotations
+
+from ...ir.builder import GraphBuilder
+from ..emit import Emitter
+
+
+def _float(v) -> bool:
+    return v.dtype.kind == "f"
+
+
+def replay(builder, graph, inputs):
+    """Emit ``graph``'s nodes into ``builder`` with its inputs bound to ``inputs``;
+    -> (the new nodes, the values of its outputs)."""
+    env = dict(zip(graph.inputs, inputs))
+    start = len(builder.nodes)
+    for node in graph.nodes:
+        new = builder.emit(node.op, [env[v] for v in node.inputs], node.loc, **node.params)
+        env.update(zip(node.outputs, new.outputs))
+    return builder.nodes[start:], [env[v] for v in graph.outputs]
+
+
+def _zeros(e, v):
+    return e.zeros_like(v)
+
+
+# -- scan -----------------------------------------------------------------------------------------
+
+def scan_jvp(e, node, ts):
+    from ..transform import forward
+    p = node.params
+    body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
+    ins = node.inputs
+    carries, xs, caps = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
+    t_carry = [i for i in range(nc) if _float(carries[i])]
+    t_xs = [i for i in range(nx) if ts[nc + i] is not None]
+    t_caps = [i for i in range(len(caps)) if ts[nc + nx + i] is not None]
+    b = GraphBuilder("scan_jvp")
+    c_in = [b.add_input(v.type, f"c{i}") for i, v in enumerate(body.inputs[:nc])]
+    tc_in = [b.add_input(body.inputs[i].type, f"tc{i}") for i in t_carry]
+    x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(body.inputs[nc:nc + nx])]
+    tx_in = [b.add_input(body.inputs[nc + i].type, f"tx{i}") for i in t_xs]
+    cap_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(body.inputs[nc + nx:])]
+    tcap_in = [b.add_input(body.inputs[nc + nx + i].type, f"tcap{i}") for i in t_caps]
+    nodes, outs = replay(b, body, c_in + x_in + cap_in)
+    seeds = {c_in[i]: t for i, t in zip(t_carry, tc_in)}
+    seeds.update({x_in[i]: t for i, t in zip(t_xs, tx_in)})
+    seeds.update({cap_in[i]: t for i, t in zip(t_caps, tcap_in)})
+    tangents = forward(b, nodes, seeds)
+    be = Emitter(b)
+    new_c, ys = outs[:nc], outs[nc:]
+    t_new_c = [tangents.get(new_c[i]) or _zeros(be, new_c[i]) for i in t_carry]
+    t_ys = [k for k, y in enumerate(ys) if _float(y)]
+    t_y_out = [tangents.get(ys[k]) or _zeros(be, ys[k]) for k in t_ys]
+    new_body = b.build(new_c + t_new_c + ys + t_y_out)
+    tc0 = [ts[i] if ts[i] is not None else _zeros(e, carries[i]) for i in t_carry]
+    inputs = list(carries) + tc0 + list(xs) + [ts[nc + i] for i in t_xs] + list(caps) + \
+        [ts[nc + nx + i] for i in t_caps]
+    scan = e.builder.emit("scan", inputs, e.loc, body=new_body, n_carry=nc + len(t_carry),
+                          n_xs=nx + len(t_xs), reverse=p["reverse"], length=p["length"])
+    o = scan.outputs
+    n_tc, ny = len(t_carry), len(ys)
+    result = [None] * len(node.outputs)
+    for j, i in enumerate(t_carry):
+        result[i] = o[nc + j]
+    for j, k in enumerate(t_ys):
+        result[nc + k] = o[nc + n_tc + ny + j]
+    return result
+
+
+def scan_vjp(e, node, gs):
+    from ..transform import backward
+    p = node.params
+    body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
+    ins = node.inputs
+    carries, xs, caps = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
+    ny = len(body.outputs) - nc
+    # 1. the forward pass again, recording every step's incoming carries
+    rec = GraphBuilder("scan_record")
+    r_in = [rec.add_input(v.type, f"r{i}") for i, v in enumerate(body.inputs)]
+    _, r_out = replay(rec, body, r_in)
+    record = rec.build(r_out + r_in[:nc])
+    fwd = e.builder.emit("scan", list(ins), e.loc, body=record, n_carry=nc, n_xs=nx,
+                         reverse=p["reverse"], length=p["length"]).outputs
+    stacked_carries = fwd[nc + ny:]
+    # 2. the backward scan
+    f_carry = [i for i in range(nc) if _float(carries[i])]
+    f_caps = [i for i in range(len(caps)) if _float(caps[i])]
+    g_ys = [k for k in range(ny) if gs[nc + k] is not None]
+    b = GraphBuilder("scan_vjp")
+    gc_in = [b.add_input(body.inputs[i].type, f"gc{i}") for i in f_carry]
+    acc_in = [b.add_input(body.inputs[nc + nx + i].type, f"gcap{i}") for i in f_caps]
+    c_in = [b.add_input(v.type, f"c{i}") for i, v in enumerate(body.inputs[:nc])]
+    x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(body.inputs[nc:nc + nx])]
+    gy_in = [b.add_input(body.outputs[nc + k].type, f"gy{k}") for k in g_ys]
+    cap_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(body.inputs[nc + nx:])]
+    nodes, outs = replay(b, body, c_in + x_in + cap_in)
+    seeds = {outs[i]: g for i, g in zip(f_carry, gc_in)}
+    seeds.update({outs[nc + k]: g for k, g in zip(g_ys, gy_in)})
+    wrt = c_in + x_in + cap_in
+    cts = backward(b, nodes, seeds, wrt)
+    be = Emitter(b)
+    new_gc = [cts[i] if cts[i] is not None else _zeros(be, c_in[i]) for i in f_carry]
+    new_acc = []
+    for j, i in enumerate(f_caps):
+        g = cts[nc + nx + i]
+        new_acc.append(be.add(acc_in[j], g) if g is not None else acc_in[j])
+    f_xs = [i for i in range(nx) if _float(xs[i])]
+    gx = [cts[nc + i] if cts[nc + i] is not None else _zeros(be, x_in[i]) for i in f_xs]
+    grad_body = b.build(new_gc + new_acc + gx)
+    gc0 = [gs[i] if gs[i] is not None else _zeros(e, carries[i]) for i in f_carry]
+    acc0 = [_zeros(e, caps[i]) for i in f_caps]
+    inputs = gc0 + acc0 + list(stacked_carries) + list(xs) + [gs[nc + k] for k in g_ys] + list(caps)
+    back = e.builder.emit("scan", inputs, e.loc, body=grad_body,
+                          n_carry=len(f_carry) + len(f_caps),
+                          n_xs=nc + nx + len(g_ys), reverse=not p["reverse"],
+                          length=p["length"]).outputs
+    result = [None] * len(ins)
+    for j, i in enumerate(f_carry):
+        result[i] = back[j]
+    for j, i in enumerate(f_caps):
+        result[nc + nx + i] = back[len(f_carry) + j]
+    for j, i in enumerate(f_xs):
+        result[nc + i] = back[len(f_carry) + len(f_caps) + j]
+    return result
+
+
+# -- cond -----------------------------------------------------------------------------------------
+
+def _branch_graphs(node):
+    return node.params["true"], node.params["false"]
+
+
+def cond_jvp(e, node, ts):
+    from ..transform import forward
+    ops = node.inputs[1:]
+    t_ops = [i for i in range(len(ops)) if ts[1 + i] is not None]
+    graphs = []
+    for branch in _branch_graphs(node):
+        b = GraphBuilder("cond_jvp")
+        x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(branch.inputs)]
+        t_in = [b.add_input(branch.inputs[i].type, f"t{i}") for i in t_ops]
+        nodes, outs = replay(b, branch, x_in)
+        tangents = forward(b, nodes, {x_in[i]: t for i, t in zip(t_ops, t_in)})
+        be = Emitter(b)
+        touts = [tangents.get(o) or _zeros(be, o) for o in outs if _float(o)]
+        graphs.append(b.build(touts))
+    inputs = [node.inputs[0]] + list(ops) + [ts[1 + i] for i in t_ops]
+    out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs
+    result, k = [], 0
+    for o in node.outputs:
+        if _float(o):
+            result.append(out[k])
+            k += 1
+        else:
+            result.append(None)
+    return result
+
+
+def cond_vjp(e, node, gs):
+    from ..transform import backward
+    ops = node.inputs[1:]
+    g_outs = [k for k, g in enumerate(gs) if g is not None]
+    f_ops = [i for i in range(len(ops)) if _float(ops[i])]
+    graphs = []
+    for branch in _branch_graphs(node):
+        b = GraphBuilder("cond_vjp")
+        x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(branch.inputs)]
+        g_in = [b.add_input(branch.outputs[k].type, f"g{k}") for k in g_outs]
+        nodes, outs = replay(b, branch, x_in)
+        cts = backward(b, nodes, {outs[k]: g for k, g in zip(g_outs, g_in)}, x_in)
+        be = Emitter(b)
+        graphs.append(b.build([cts[i] if cts[i] is not None else _zeros(be, x_in[i]) for i in f_ops]))
+    inputs = [node.inputs[0]] + list(ops) + [gs[k] for k in g_outs]
+    out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs
+    result = [None] * len(node.inputs)
+    for j, i in enumerate(f_ops):
+        result[1 + i] = out[j]
+    return result
+
+
+# -- while ----------------------------------------------------------------------------------------
+
+def while_jvp(e, node, ts):
+    """A while loop carrying tangents next to the state (the condition reads the state only)."""
+    from ..transform import forward
+    p = node.params
+    n = p["n_state"]
+    state, caps = node.inputs[:n], node.inputs[n:]
+    t_state = [i for i in range(n) if _float(state[i])]
+    t_caps = [i for i in range(len(caps)) if ts[n + i] is not None]
+
+    def inputs_of(b, graph):
+        s_in = [b.add_input(v.type, f"s{i}") for i, v in enumerate(graph.inputs[:n])]
+        ts_in = [b.add_input(graph.inputs[i].type, f"ts{i}") for i in t_state]
+        c_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(graph.inputs[n:])]
+        tc_in = [b.add_input(graph.inputs[n + i].type, f"tcap{i}") for i in t_caps]
+        return s_in, ts_in, c_in, tc_in
+
+    cb = GraphBuilder("while_jvp_cond")
+    s_in, _, c_in, _ = inputs_of(cb, p["cond"])
+    _, (pred,) = replay(cb, p["cond"], s_in + c_in)
+    cond = cb.build([pred])
+    bb = GraphBuilder("while_jvp_body")
+    s_in, ts_in, c_in, tc_in = inputs_of(bb, p["body"])
+    nodes, outs = replay(bb, p["body"], s_in + c_in)
+    seeds = {s_in[i]: t for i, t in zip(t_state, ts_in)}
+    seeds.update({c_in[i]: t for i, t in zip(t_caps, tc_in)})
+    tangents = forward(bb, nodes, seeds)
+    be = Emitter(bb)
+    body = bb.build(outs + [tangents.get(outs[i]) or _zeros(be, outs[i]) for i in t_state])
+    ts0 = [ts[i] if ts[i] is not None else _zeros(e, state[i]) for i in t_state]
+    inputs = list(state) + ts0 + list(caps) + [ts[n + i] for i in t_caps]
+    out = e.builder.emit("while", inputs, e.loc, cond=cond, body=body,
+                         n_state=n + len(t_state)).outputs
+    result = [None] * n
+    for j, i in enumerate(t_state):
+        result[i] = out[n + j]
+    return result
+
+
+JVP = {"scan": scan_jvp, "cond": cond_jvp, "while": while_jvp}
+VJP = {"scan": scan_vjp, "cond": cond_vjp}

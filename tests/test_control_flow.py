@@ -1,0 +1,176 @@
+"""SPEC §3: scan, while_loop and cond — traced once, run as native loops and branches."""
+import numpy as np
+import pytest
+
+import lumen
+
+from .oracle import assert_same
+
+
+def rnn_numpy(h0, xs, wx, wh, b):
+    h, hs = h0, []
+    for x in xs:
+        h = np.tanh(x @ wx + h @ wh + b)
+        hs.append(h)
+    return h, np.stack(hs)
+
+
+def rnn_lumen(h0, xs, wx, wh, b):
+    return lumen.scan(lambda h, x: (np.tanh(x @ wx + h @ wh + b),) * 2, h0, xs)
+
+
+@pytest.fixture
+def rnn_args():
+    rng = np.random.default_rng(0)
+    n_in, n_h = 4, 6
+    return (np.zeros(n_h), rng.standard_normal((7, n_in)), rng.standard_normal((n_in, n_h)) * 0.5,
+            rng.standard_normal((n_h, n_h)) * 0.5, rng.standard_normal(n_h))
+
+
+def test_scan_cumsum_matches_numpy():
+    f = lumen.jit(lambda xs: lumen.scan(lambda c, x: (c + x, c + x), 0.0, xs))
+    xs = np.arange(1.0, 6.0)
+    total, partial = f(xs)
+    assert_same(total, np.float64(15.0))
+    assert_same(partial, np.cumsum(xs))
+
+
+def test_scan_rnn_forward(rnn_args):
+    h, hs = lumen.jit(rnn_lumen)(*rnn_args)
+    h_ref, hs_ref = rnn_numpy(*rnn_args)
+    assert_same(h, h_ref)
+    assert_same(hs, hs_ref)
+
+
+def test_new_sequence_length_does_not_recompile(rnn_args):
+    f = lumen.jit(rnn_lumen)
+    h0, xs, wx, wh, b = rnn_args
+    for n in (7, 3, 12):
+        xs_n = np.resize(xs, (n, xs.shape[1]))
+        h, hs = f(h0, xs_n, wx, wh, b)
+        h_ref, hs_ref = rnn_numpy(h0, xs_n, wx, wh, b)
+        assert_same(h, h_ref)
+        assert_same(hs, hs_ref)
+    h, hs = f(h0, xs[:0], wx, wh, b)                # no steps: the initial carry, no outputs
+    assert_same(h, h0)
+    assert hs.shape == (0, h0.shape[0])
+    assert f.cache_info()["compiles"] == 1
+
+
+def test_scan_reverse_and_tuple_carries():
+    def f(xs):
+        def step(carry, x):
+            total, count = carry
+            return (total + x, count + 1), total * x
+        return lumen.scan(step, (0.0, 0), xs, reverse=True)
+    xs = np.array([1.0, 2.0, 3.0, 4.0])
+    (total, count), ys = lumen.jit(f)(xs)
+    expected, t = [], 0.0
+    for x in xs[::-1]:
+        expected.append(t * x)
+        t += x
+    assert total == 10.0 and count == 4
+    assert_same(ys, np.array(expected[::-1]))
+
+
+def test_scan_with_length_and_no_sequences():
+    f = lumen.jit(lambda a: lumen.scan(lambda c, _: (c * a, c), 1.0, length=5))
+    final, ys = f(np.float64(2.0))
+    assert final == 32.0
+    assert_same(ys, np.array([1.0, 2.0, 4.0, 8.0, 16.0]))
+
+
+def test_scan_pytree_sequences_and_dict_carry():
+    def f(xs):
+        def step(c, x):
+            s = c["s"] + x["a"] * x["b"]
+            return {"s": s}, {"s": s}
+        return lumen.scan(step, {"s": 0.0}, xs)
+    a, b = np.arange(4.0), np.arange(4.0) + 1
+    final, ys = lumen.jit(f)({"a": a, "b": b})
+    assert_same(ys["s"], np.cumsum(a * b))
+    assert final["s"] == np.sum(a * b)
+
+
+def test_nested_scan():
+    def f(m):
+        def row(c, r):
+            inner, _ = lumen.scan(lambda acc, v: (acc + v * v, acc), 0.0, r)
+            return c + inner, inner
+        return lumen.scan(row, 0.0, m)
+    m = np.arange(12.0).reshape(3, 4)
+    total, per_row = lumen.jit(f)(m)
+    assert_same(per_row, (m * m).sum(axis=1))
+    assert total == (m * m).sum()
+
+
+def test_scan_carry_swap_is_simultaneous():
+    f = lumen.jit(lambda a, b: lumen.scan(lambda c, _: ((c[1], c[0]), c[0]), (a, b), length=3))
+    (x, y), ys = f(np.ones(2), np.zeros(2))
+    assert_same(x, np.zeros(2))
+    assert_same(y, np.ones(2))
+    assert_same(ys, np.array([[1.0, 1.0], [0.0, 0.0], [1.0, 1.0]]))
+
+
+def test_scan_eager_call_compiles():
+    final, ys = lumen.scan(lambda c, x: (c + x, c), 0.0, np.arange(3.0))
+    assert final == 3.0
+    assert_same(ys, np.array([0.0, 0.0, 1.0]))
+
+
+def test_scan_carry_dtype_change_is_a_clear_error():
+    with pytest.raises(TypeError, match="changes dtype"):
+        lumen.jit(lambda xs: lumen.scan(lambda c, x: (c + x, c), np.float32(0), xs))(np.ones(3))
+
+
+def test_while_loop_newton_square_root():
+    def sqrt(a):
+        return lumen.while_loop(lambda x: np.abs(x * x - a) > 1e-12 * a,
+                                lambda x: 0.5 * (x + a / x), a)
+    f = lumen.jit(sqrt)
+    for a in (2.0, 10.0, 1e6):
+        assert f(np.float64(a)) == pytest.approx(np.sqrt(a), rel=1e-12)
+
+
+def test_while_loop_collatz_count():
+    def collatz(n):
+        def body(s):
+            k, steps = s
+            return np.where(k % 2 == 0, k // 2, 3 * k + 1), steps + 1
+        return lumen.while_loop(lambda s: s[0] != 1, body, (n, np.int64(0)))[1]
+    f = lumen.jit(collatz)
+    for n, steps in ((1, 0), (6, 8), (27, 111)):
+        assert int(f(np.int64(n))) == steps
+    assert f.cache_info()["compiles"] == 1
+
+
+def test_cond_is_lazy():
+    def f(i, x):
+        # the true branch would raise IndexError if it ran with i out of range
+        return lumen.cond(i < x.shape[0], lambda x: x[i] * 2.0, lambda x: -1.0 + 0 * x[0], x)
+    g = lumen.jit(f)
+    assert g(np.int64(1), np.arange(3.0)) == 2.0
+    assert g(np.int64(7), np.arange(3.0)) == -1.0
+
+
+def test_cond_inside_scan_and_with_pytrees():
+    def f(xs):
+        def step(c, x):
+            new = lumen.cond(x > 0, lambda a, b: (a + b, b), lambda a, b: (a - b, b), c, x)[0]
+            return new, new
+        return lumen.scan(step, 0.0, xs)
+    xs = np.array([1.0, -2.0, 3.0, -4.0])
+    final, ys = lumen.jit(f)(xs)
+    assert_same(ys, np.array([1.0, 3.0, 6.0, 10.0]))
+
+
+def test_cond_branches_must_agree():
+    with pytest.raises(TypeError, match="structure"):
+        lumen.jit(lambda p, x: lumen.cond(p, lambda x: (x, x), lambda x: x, x))(True, np.ones(2))
+
+
+def test_loop_bodies_are_printed_nested_and_optimised(rnn_args):
+    lowered = lumen.jit(rnn_lumen).lower(*rnn_args)
+    text = lowered.optimized_ir()
+    assert "scan " in text and "body:" in text and "func @scan_body(" in text
+    assert "kernel" in text.split("body:")[1]      # the body went through kernelize / fusion
