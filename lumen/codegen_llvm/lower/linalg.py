@@ -25,10 +25,28 @@ def lower_gemm(ctx, node, args):
     return [out]
 
 
+def _merged_rows(ctx, x, dims):
+    """A C-contiguous (..., M, K) array seen as one (prod(...) * M, K) matrix."""
+    from ..context import Arr, contiguous_strides
+    rows = ctx.count(x.shape[:-1])
+    shape = [rows, x.shape[-1]]
+    return Arr(x.data, shape, contiguous_strides(ctx.builder, shape, x.dtype.itemsize, ctx.i64),
+               x.dtype, dims, True, x.owner)
+
+
 def lower_matmul(ctx, node, args):
     a, b_ = args
     out = ctx.new_array(node.out)
     batch = list(node.out.type.shape[:-2])
+    if batch and b_.ndim == 2 and a.ndim == len(batch) + 2 and a.contiguous and out.contiguous \
+            and out.dtype.kind == "f" and a.dtype == b_.dtype == out.dtype:
+        # (..., M, K) @ (K, N): one matrix product over all the rows, not one per batch element
+        from ...ir.dims import prod
+        rows = prod(node.out.type.shape[:-1])
+        a2 = _merged_rows(ctx, a, (rows, a.dims[-1]))
+        out2 = _merged_rows(ctx, out, (rows, out.dims[-1]))
+        _Gemm(ctx, a2, b_, out2).call(ctx.i64(0), ctx.i64(0), ctx.i64(0))
+        return [out]
     batch_vals = [ctx.dim(d) for d in batch]
     if out.dtype.kind == "f" and a.dtype == out.dtype and b_.dtype == out.dtype:
         gemm = _Gemm(ctx, a, b_, out)
