@@ -174,3 +174,43 @@ def test_loop_bodies_are_printed_nested_and_optimised(rnn_args):
     text = lowered.optimized_ir()
     assert "scan " in text and "body:" in text and "func @scan_body(" in text
     assert "kernel" in text.split("body:")[1]      # the body went through kernelize / fusion
+
+
+def _scan_node(graph):
+    return next(n for n in graph.nodes if n.op == "scan")
+
+
+def test_per_step_input_products_are_batched_into_one_matmul(rnn_args):
+    graph = lumen.jit(rnn_lumen).lower(*rnn_args).optimized_graph()
+    outside = [n.op for n in graph.nodes]
+    inside = [n.op for n in _scan_node(graph).params["body"].nodes]
+    assert outside.count("matmul") == 1            # xs @ wx, once, before the loop
+    assert inside.count("matmul") == 1             # only h @ wh stays in the loop
+    h, hs = lumen.jit(rnn_lumen)(*rnn_args)
+    assert_same(hs, rnn_numpy(*rnn_args)[1])
+
+
+def test_loop_invariant_work_is_hoisted():
+    def f(xs, w):
+        return lumen.scan(lambda c, x: (c @ (w.T * 2.0) + x, c), np.zeros(3), xs)[0]
+    xs, w = np.random.default_rng(1).standard_normal((4, 3)), np.eye(3) * 0.5
+    graph = lumen.jit(f).lower(xs, w).optimized_graph()
+    body_ops = {n.op for n in _scan_node(graph).params["body"].nodes}
+    assert "transpose" not in body_ops
+    assert not any(n.op == "kernel" and any(s.op == "multiply" for s in n.params["body"].ops)
+                   and len(n.inputs) == 1 for n in _scan_node(graph).params["body"].nodes)
+    c = np.zeros(3)
+    for x in xs:
+        c = c @ (w.T * 2.0) + x
+    assert_same(lumen.jit(f)(xs, w), c)
+
+
+def test_batched_elementwise_with_broadcasting_is_exact():
+    def f(xs, w):
+        return lumen.scan(lambda c, x: (c + np.tanh(x[:, None] * w).sum(0), c), np.zeros(2), xs)[0]
+    rng = np.random.default_rng(2)
+    xs, w = rng.standard_normal((5, 3)), rng.standard_normal((3, 2))
+    c = np.zeros(2)
+    for x in xs:
+        c = c + np.tanh(x[:, None] * w).sum(0)
+    assert_same(lumen.jit(f)(xs, w), c)

@@ -18,6 +18,7 @@ from ..ir.ops import BODY_PARAMS
 from ..ir.verify import verify
 from .fuse import fuse
 from .kernelize import kernelize
+from .loops import hoist_loops
 from .rebuild import Rebuilder
 from .rewrite import apply_rules, disabled_rules
 from .rules import simplify, specialize, stabilize
@@ -54,6 +55,8 @@ def optimize(graph, fastmath=False, check=False, stages=None, disabled=None, nes
     list, receives (pass name, graph) after each pass; ``disabled`` adds rule names to those
     of ``LUMEN_DISABLE_REWRITES``."""
     disabled = disabled_rules() | frozenset(disabled or ())
+    if not nested:
+        graph = hoist_loops(graph)
     graph = _optimize_bodies(graph, fastmath, check, disabled)
     for name, run in PIPELINE:
         if nested and name in _NOT_IN_BODIES:
