@@ -214,3 +214,68 @@ def test_batched_elementwise_with_broadcasting_is_exact():
     for x in xs:
         c = c + np.tanh(x[:, None] * w).sum(0)
     assert_same(lumen.jit(f)(xs, w), c)
+
+
+def _count_scans(graph):
+    return sum(1 + _count_scans(n.params["body"]) for n in graph.nodes if n.op == "scan")
+
+
+def test_independent_scans_merge_and_dead_outputs_go():
+    def f(xs):
+        a = lumen.scan(lambda c, x: (c + x, c * 2), 0.0, xs)
+        b = lumen.scan(lambda c, x: (c * x, c - 1), 1.0, xs)
+        return a[0], b[1]
+    xs = np.arange(1.0, 5.0)
+    graph = lumen.jit(f).lower(xs).optimized_graph()
+    assert _count_scans(graph) == 1
+    scan = _scan_node(graph)
+    assert len(scan.outputs) == 3                   # a's unused per-step output is gone
+    total, ys = lumen.jit(f)(xs)
+    assert total == 10.0
+    assert_same(ys, np.array([0.0, 0.0, 1.0, 5.0]))
+
+
+def test_gauss_newton_product_is_two_loops():
+    """SPEC §2: lop(f, θ, rop(f, θ, v)) of a recurrent model: the forward and R-op loops
+    merged, then one backward loop."""
+    def f(wh, xs):
+        return lumen.scan(lambda h, x: (np.tanh(x + h @ wh),) * 2, np.zeros(3), xs)[1]
+
+    def gauss_newton(wh, xs, v):
+        jv = lumen.rop(lambda w: f(w, xs), (wh,), (v,))
+        return lumen.lop(lambda w: f(w, xs), (wh,), jv)[0]
+
+    rng = np.random.default_rng(0)
+    wh, xs, v = rng.standard_normal((3, 3)) * 0.5, rng.standard_normal((6, 3)), rng.standard_normal((3, 3))
+    assert _count_scans(lumen.jit(gauss_newton).lower(wh, xs, v).optimized_graph()) == 2
+    got = lumen.jit(gauss_newton)(wh, xs, v)
+    fw = lumen.jit(lambda w: f(w, xs))
+    eps, jac = 1e-6, np.zeros((18, 9))
+    for k in range(9):
+        e = np.zeros(9)
+        e[k] = eps
+        jac[:, k] = ((fw(wh + e.reshape(3, 3)) - fw(wh - e.reshape(3, 3))) / (2 * eps)).ravel()
+    np.testing.assert_allclose(got.ravel(), jac.T @ (jac @ v.ravel()), rtol=1e-6, atol=1e-8)
+
+
+def test_bptt_matches_hand_written_numpy(rnn_args):
+    h0, xs, wx, wh, b = rnn_args
+
+    def loss(wx, wh, b):
+        return np.sum(rnn_lumen(h0, xs, wx, wh, b)[1] ** 2) * 0.5
+
+    gwx, gwh, gb = lumen.grad(loss, argnums=(0, 1, 2))(wx, wh, b)
+    hs = rnn_numpy(h0, xs, wx, wh, b)[1]
+    dwx, dwh, db = np.zeros_like(wx), np.zeros_like(wh), np.zeros_like(b)
+    dh_next = np.zeros_like(h0)
+    for t in range(len(xs) - 1, -1, -1):
+        dh = hs[t] + dh_next
+        dz = dh * (1 - hs[t] ** 2)
+        h_prev = hs[t - 1] if t else h0
+        dwx += np.outer(xs[t], dz)
+        dwh += np.outer(h_prev, dz)
+        db += dz
+        dh_next = dz @ wh.T
+    assert_same(gwx, dwx)
+    assert_same(gwh, dwh)
+    assert_same(gb, db)

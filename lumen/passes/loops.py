@@ -19,9 +19,13 @@ _NEVER_MOVED = ("const", "iota", "dim")
 
 
 def hoist_loops(graph):
-    """Apply both rewrites to every scan in ``graph`` (nested scans first)."""
+    """Apply the loop rewrites to every scan in ``graph`` (nested scans first)."""
     if not any(n.op == "scan" for n in graph.nodes):
         return graph
+    return merge_and_prune_scans(_hoist(graph))
+
+
+def _hoist(graph):
     rb = Rebuilder(graph)
     for node in graph.nodes:
         inputs = [rb[v] for v in node.inputs]
@@ -131,3 +135,161 @@ def _rebuild(rb, node, inputs, body, moved, outside, stacked, varying):
     scan_inputs = list(inputs[:nc + nx]) + [stacked[v] for v in new_x] + \
         list(inputs[nc + nx:]) + [outside[v] for v in new_k]
     return _emit(rb, "scan", scan_inputs, dict(p, body=new_body, n_xs=nx + len(new_x)), node.loc)
+
+
+# -- merging and pruning ---------------------------------------------------------------------------
+
+def merge_and_prune_scans(graph):
+    """Two scans over the same length and direction, the later not reading the earlier's
+    results, become one loop; carries and per-step outputs nobody needs are removed."""
+    from .rewrite import remove_dead
+    graph = remove_dead(graph)
+    graph = _merge_pairs(graph)
+    return remove_dead(_prune(graph))
+
+
+def _depends(node, on):
+    """Whether ``node`` reads (transitively) an output of ``on``."""
+    targets, stack, seen = set(on.outputs), list(node.inputs), set()
+    while stack:
+        v = stack.pop()
+        if v in targets:
+            return True
+        if v in seen or v.node is None:
+            continue
+        seen.add(v)
+        stack.extend(v.node.inputs)
+    return False
+
+
+def _mergeable(a, b):
+    pa, pb = a.params, b.params
+    return pa["length"] == pb["length"] and pa["reverse"] == pb["reverse"]
+
+
+def _merge_pairs(graph):
+    scans = [n for n in graph.nodes if n.op == "scan"]
+    for i, a in enumerate(scans):
+        for b in scans[i + 1:]:
+            if _mergeable(a, b) and not _depends(b, a):
+                return _merge_pairs(_merge(graph, a, b))
+    return graph
+
+
+def _merge(graph, a, b):
+    """``graph`` with scans ``a`` and ``b`` replaced by one scan (at ``b``'s position, which
+    comes after everything either depends on)."""
+    pa, pb = a.params, b.params
+    ba, bb = pa["body"], pb["body"]
+    na, nb = pa["n_carry"], pb["n_carry"]
+    xa, xb = pa["n_xs"], pb["n_xs"]
+    body = GraphBuilder("scan_body")
+    ins_a = [body.add_input(v.type, f"a{i}") for i, v in enumerate(ba.inputs)]
+    ins_b = [body.add_input(v.type, f"b{i}") for i, v in enumerate(bb.inputs)]
+    order = ins_a[:na] + ins_b[:nb] + ins_a[na:na + xa] + ins_b[nb:nb + xb] + \
+        ins_a[na + xa:] + ins_b[nb + xb:]
+    outs = []
+    for g, ins in ((ba, ins_a), (bb, ins_b)):
+        env = dict(zip(g.inputs, ins))
+        for n in g.nodes:
+            new = body.emit(n.op, [env[v] for v in n.inputs], n.loc, **n.params)
+            env.update(zip(n.outputs, new.outputs))
+        outs.append([env[v] for v in g.outputs])
+    (oa, ob) = outs
+    merged_body = body.build(oa[:na] + ob[:nb] + oa[na:] + ob[nb:])
+    merged_body.inputs = order
+    ia, ib = a.inputs, b.inputs
+    inputs = list(ia[:na]) + list(ib[:nb]) + list(ia[na:na + xa]) + list(ib[nb:nb + xb]) + \
+        list(ia[na + xa:]) + list(ib[nb + xb:])
+    rb = Rebuilder(graph)
+    deferred, waiting = [], set(a.outputs)     # nodes between a and b that read a's results
+    for node in graph.nodes:
+        if node is a:
+            continue
+        if node is b:
+            params = dict(pa, body=merged_body, n_carry=na + nb, n_xs=xa + xb)
+            ins = [rb[v] for v in inputs]
+            types = OPS["scan"].infer([v.type for v in ins], params)[0]
+            merged = rb.add_node(Node("scan", ins, params, types, b.loc, a.checks + b.checks))
+            out, ya = merged.outputs, len(ba.outputs) - na
+            for old, new in zip(a.outputs, out[:na] + out[na + nb:na + nb + ya]):
+                rb.map[old] = new
+            for old, new in zip(b.outputs, out[na:na + nb] + out[na + nb + ya:]):
+                rb.map[old] = new
+            for d in deferred:
+                rb.keep(d)
+            deferred = None
+            continue
+        if deferred is not None and any(v in waiting for v in node.inputs):
+            deferred.append(node)
+            waiting.update(node.outputs)
+            continue
+        rb.keep(node)
+    return rb.finish()
+
+
+def _prune(graph):
+    """Drop per-step outputs and carries of scans that nothing needs."""
+    used = set(graph.outputs)
+    for n in graph.nodes:
+        used.update(n.inputs)
+    rb = Rebuilder(graph)
+    for node in graph.nodes:
+        if node.op != "scan":
+            rb.keep(node)
+            continue
+        keep_c, keep_y = _live_parts(node, used)
+        p = node.params
+        nc, nx = p["n_carry"], p["n_xs"]
+        if len(keep_c) == nc and len(keep_y) == len(p["body"].outputs) - nc:
+            rb.keep(node)
+            continue
+        body = p["body"]
+        new_body = _sub_body(body, keep_c, keep_y, nc)
+        inputs = [rb[node.inputs[i]] for i in keep_c] + [rb[v] for v in node.inputs[nc:]]
+        params = dict(p, body=new_body, n_carry=len(keep_c))
+        types = OPS["scan"].infer([v.type for v in inputs], params)[0]
+        new = rb.add_node(Node("scan", inputs, params, types, node.loc, node.checks))
+        olds = [node.outputs[i] for i in keep_c] + [node.outputs[nc + k] for k in keep_y]
+        for old, v in zip(olds, new.outputs):
+            rb.map[old] = v
+    return rb.finish()
+
+
+def _live_parts(node, used):
+    """(carries to keep, per-step outputs to keep): an output is needed if the graph reads it;
+    a carry also if a needed part of the body reads its incoming value."""
+    p = node.params
+    body, nc = p["body"], p["n_carry"]
+    keep_y = [k for k in range(len(body.outputs) - nc) if node.outputs[nc + k] in used]
+    keep_c = {i for i in range(nc) if node.outputs[i] in used}
+    while True:
+        roots = [body.outputs[i] for i in keep_c] + [body.outputs[nc + k] for k in keep_y]
+        reads = _reads(body, roots)
+        more = {i for i in range(nc) if body.inputs[i] in reads} - keep_c
+        if not more:
+            return sorted(keep_c), keep_y
+        keep_c |= more
+
+
+def _reads(body, roots):
+    seen, stack = set(), list(roots)
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v.node is not None:
+            stack.extend(v.node.inputs)
+    return seen
+
+
+def _sub_body(body, keep_c, keep_y, nc):
+    from .rewrite import remove_dead
+    from .rebuild import derived_graph
+    inputs = [body.inputs[i] for i in keep_c] + list(body.inputs[nc:])
+    outputs = [body.outputs[i] for i in keep_c] + [body.outputs[nc + k] for k in keep_y]
+    g = derived_graph(body, body.nodes, outputs)
+    g.inputs = inputs
+    g.input_names = None
+    return remove_dead(g)
