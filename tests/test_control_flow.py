@@ -279,3 +279,19 @@ def test_bptt_matches_hand_written_numpy(rnn_args):
     assert_same(gwx, dwx)
     assert_same(gwh, dwh)
     assert_same(gb, db)
+
+
+def test_bptt_structure_one_product_per_step(rnn_args):
+    """Back-propagation through time compiles to: the input products batched before the
+    loops, one matmul per step in the forward loop (the primal and the recorded pass share
+    it), one per step in the backward loop, and the weight gradients as one matmul each."""
+    h0, xs, wx, wh, b = rnn_args
+
+    def loss(wx, wh, b):
+        return np.sum(rnn_lumen(h0, xs, wx, wh, b)[1] ** 2) * 0.5
+    graph = lumen.jit(lumen.grad(loss, argnums=(0, 1, 2))).lower(wx, wh, b).optimized_graph()
+    scans = [n for n in graph.nodes if n.op == "scan"]
+    assert len(scans) == 2
+    for scan in scans:
+        assert [n.op for n in scan.params["body"].nodes].count("matmul") == 1
+    assert [n.op for n in graph.nodes].count("matmul") >= 3     # xs@wx, dWx, dWh outside

@@ -22,7 +22,7 @@ def hoist_loops(graph):
     """Apply the loop rewrites to every scan in ``graph`` (nested scans first)."""
     if not any(n.op == "scan" for n in graph.nodes):
         return graph
-    return merge_and_prune_scans(_hoist(graph))
+    return merge_and_prune_scans(products_out_of_loops(_hoist(graph)))
 
 
 def _hoist(graph):
@@ -176,17 +176,65 @@ def _merge_pairs(graph):
     return graph
 
 
+def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb):
+    """Whether carry j of body ``bb`` is updated exactly as carry i of ``ba`` is, given that
+    they start equal (structural comparison; inputs fed the same outer value match)."""
+    outer_a = dict(zip(ba.inputs, a_inputs))
+    outer_b = dict(zip(bb.inputs, b_inputs))
+    memo = {}
+
+    def same(u, w):
+        key = (u, w)
+        if key in memo:
+            return memo[key]
+        if u.node is None or w.node is None:
+            if u is ba.inputs[i] and w is bb.inputs[j]:
+                r = True
+            elif u.node is None and w.node is None and u not in ba.inputs[:na] and \
+                    w not in bb.inputs[:nb]:
+                r = outer_a.get(u) is outer_b.get(w) and outer_a.get(u) is not None
+            else:
+                r = False
+        else:
+            m, n = u.node, w.node
+            r = (m.op == n.op and u.index == w.index and len(m.inputs) == len(n.inputs) and
+                 m.op not in ("scan", "while", "cond") and m.params == n.params and
+                 all(same(x, y) for x, y in zip(m.inputs, n.inputs)))
+        memo[key] = r
+        return r
+    return same(ba.outputs[i], bb.outputs[j])
+
+
+def _duplicate_carries(a, b):
+    """{carry of b: carry of a} for carries that start from one value and evolve alike (a
+    function and its derivative's recorded forward pass both compute the same states)."""
+    pa, pb = a.params, b.params
+    na, nb = pa["n_carry"], pb["n_carry"]
+    dup = {}
+    for j in range(nb):
+        for i in range(na):
+            if i not in dup.values() and a.inputs[i] is b.inputs[j] and \
+                    _same_update(pa["body"], pb["body"], i, j, a.inputs, b.inputs, na, nb):
+                dup[j] = i
+                break
+    return dup
+
+
 def _merge(graph, a, b):
     """``graph`` with scans ``a`` and ``b`` replaced by one scan (at ``b``'s position, which
-    comes after everything either depends on)."""
+    comes after everything either depends on); a carry of b that duplicates one of a is
+    carried once."""
     pa, pb = a.params, b.params
     ba, bb = pa["body"], pb["body"]
     na, nb = pa["n_carry"], pb["n_carry"]
     xa, xb = pa["n_xs"], pb["n_xs"]
+    dup = _duplicate_carries(a, b)
+    kept_b = [j for j in range(nb) if j not in dup]
     body = GraphBuilder("scan_body")
     ins_a = [body.add_input(v.type, f"a{i}") for i, v in enumerate(ba.inputs)]
-    ins_b = [body.add_input(v.type, f"b{i}") for i, v in enumerate(bb.inputs)]
-    order = ins_a[:na] + ins_b[:nb] + ins_a[na:na + xa] + ins_b[nb:nb + xb] + \
+    ins_b = [ins_a[dup[k]] if k in dup else body.add_input(v.type, f"b{k}")
+             for k, v in enumerate(bb.inputs)]
+    order = ins_a[:na] + [ins_b[j] for j in kept_b] + ins_a[na:na + xa] + ins_b[nb:nb + xb] + \
         ins_a[na + xa:] + ins_b[nb + xb:]
     outs = []
     for g, ins in ((ba, ins_a), (bb, ins_b)):
@@ -196,25 +244,30 @@ def _merge(graph, a, b):
             env.update(zip(n.outputs, new.outputs))
         outs.append([env[v] for v in g.outputs])
     (oa, ob) = outs
-    merged_body = body.build(oa[:na] + ob[:nb] + oa[na:] + ob[nb:])
+    merged_body = body.build(oa[:na] + [ob[j] for j in kept_b] + oa[na:] + ob[nb:])
     merged_body.inputs = order
     ia, ib = a.inputs, b.inputs
-    inputs = list(ia[:na]) + list(ib[:nb]) + list(ia[na:na + xa]) + list(ib[nb:nb + xb]) + \
-        list(ia[na + xa:]) + list(ib[nb + xb:])
+    inputs = list(ia[:na]) + [ib[j] for j in kept_b] + list(ia[na:na + xa]) + \
+        list(ib[nb:nb + xb]) + list(ia[na + xa:]) + list(ib[nb + xb:])
     rb = Rebuilder(graph)
     deferred, waiting = [], set(a.outputs)     # nodes between a and b that read a's results
     for node in graph.nodes:
         if node is a:
             continue
         if node is b:
-            params = dict(pa, body=merged_body, n_carry=na + nb, n_xs=xa + xb)
+            nk = len(kept_b)
+            params = dict(pa, body=merged_body, n_carry=na + nk, n_xs=xa + xb)
             ins = [rb[v] for v in inputs]
             types = OPS["scan"].infer([v.type for v in ins], params)[0]
             merged = rb.add_node(Node("scan", ins, params, types, b.loc, a.checks + b.checks))
             out, ya = merged.outputs, len(ba.outputs) - na
-            for old, new in zip(a.outputs, out[:na] + out[na + nb:na + nb + ya]):
+            for old, new in zip(a.outputs, out[:na] + out[na + nk:na + nk + ya]):
                 rb.map[old] = new
-            for old, new in zip(b.outputs, out[na:na + nb] + out[na + nb + ya:]):
+            b_carries = {j: out[na + k] for k, j in enumerate(kept_b)}
+            b_carries.update({j: out[i] for j, i in dup.items()})
+            for j in range(nb):
+                rb.map[b.outputs[j]] = b_carries[j]
+            for old, new in zip(b.outputs[nb:], out[na + nk + ya:]):
                 rb.map[old] = new
             for d in deferred:
                 rb.keep(d)
@@ -293,3 +346,96 @@ def _sub_body(body, keep_c, keep_y, nc):
     g.inputs = inputs
     g.input_names = None
     return remove_dead(g)
+
+
+# -- accumulated products ------------------------------------------------------------------------
+
+def products_out_of_loops(graph):
+    """A carry updated as ``acc + P_t @ Q_t`` (and read nowhere else in the body), e.g.
+    dWh += h_{t-1}ᵀ·δ_t in back-propagation through time, becomes two stacked per-step
+    outputs P and Q and ONE matrix product after the loop: sum_t P_t Q_t = [P_1 … P_T]·[Q_1; …; Q_T]."""
+    if not any(n.op == "scan" for n in graph.nodes):
+        return graph
+    rb = Rebuilder(graph)
+    for node in graph.nodes:
+        inputs = [rb[v] for v in node.inputs]
+        found = _accumulators(node) if node.op == "scan" else []
+        if not found:
+            rb.keep(node)
+            continue
+        outs = _split_accumulators(rb, node, inputs, found)
+        for old, new in zip(node.outputs, outs):
+            rb.map[old] = new
+    return rb.finish()
+
+
+def _accumulators(node):
+    """[(carry index, P, Q)] for carries updated only by ``acc + P @ Q`` (2-D P and Q that do
+    not read the carry)."""
+    body, nc = node.params["body"], node.params["n_carry"]
+    reads = {}
+    for n in body.nodes:
+        for v in n.inputs:
+            reads[v] = reads.get(v, 0) + 1
+    for v in body.outputs:
+        reads[v] = reads.get(v, 0) + 1
+    found = []
+    for i in range(nc):
+        acc, out = body.inputs[i], body.outputs[i]
+        add = out.node
+        if add is None or add.op != "add" or reads.get(acc) != 1 or acc not in add.inputs:
+            continue
+        other = add.inputs[1] if add.inputs[0] is acc else add.inputs[0]
+        while other.node is not None and other.node.op == "reshape" and \
+                other.node.inputs[0].ndim == other.ndim:          # a reshape that changes nothing
+            other = other.node.inputs[0]
+        mm = other.node
+        if mm is None or mm.op != "matmul" or other.ndim != acc.ndim or \
+                tuple(add.out.shape) != tuple(acc.shape):
+            continue
+        p, q = mm.inputs
+        if p.ndim == 2 and q.ndim == 2 and acc not in _reads(body, [p, q]) and \
+                acc.dtype.kind == "f":
+            found.append((i, p, q))
+    return found
+
+
+def _split_accumulators(rb, node, inputs, found):
+    p = node.params
+    body, nc = p["body"], p["n_carry"]
+    moved = {i for i, _, _ in found}
+    keep = [i for i in range(nc) if i not in moved]
+    b = GraphBuilder(body.name)
+    env = {}
+    for i, v in enumerate(body.inputs):
+        if i not in moved:
+            env[v] = b.add_input(v.type, f"in{i}")
+    skip = {body.outputs[i].node for i in moved}
+    for n in body.nodes:
+        if n in skip:
+            continue
+        new = b.emit(n.op, [env[v] for v in n.inputs], n.loc, **n.params)
+        env.update(zip(n.outputs, new.outputs))
+    ys = [env[v] for v in body.outputs[nc:]]
+    factors = [env[v] for _, pp, qq in found for v in (pp, qq)]
+    new_body = b.build([env[body.outputs[i]] for i in keep] + ys + factors)
+    new_inputs = [inputs[i] for i in keep] + list(inputs[nc:])
+    params = dict(p, body=new_body, n_carry=len(keep))
+    outs = _emit(rb, "scan", new_inputs, params, node.loc)
+    n_ys = len(ys)
+    result = [None] * len(node.outputs)
+    for j, i in enumerate(keep):
+        result[i] = outs[j]
+    for k in range(n_ys):
+        result[nc + k] = outs[len(keep) + k]
+    for j, (i, _, _) in enumerate(found):
+        ps, qs = outs[len(keep) + n_ys + 2 * j], outs[len(keep) + n_ys + 2 * j + 1]
+        t, n, k = ps.shape
+        m = qs.shape[2]
+        (pt,) = _emit(rb, "transpose", [ps], {"perm": (1, 0, 2)}, node.loc)
+        (pm,) = _emit(rb, "reshape", [pt], {"shape": (n, t * k)}, node.loc)
+        (qm,) = _emit(rb, "reshape", [qs], {"shape": (t * k, m)}, node.loc)
+        (prod,) = _emit(rb, "matmul", [pm, qm], {}, node.loc)
+        (total,) = _emit(rb, "add", [inputs[i], prod], {}, node.loc)
+        result[i] = total
+    return result
