@@ -295,3 +295,14 @@ def test_bptt_structure_one_product_per_step(rnn_args):
     for scan in scans:
         assert [n.op for n in scan.params["body"].nodes].count("matmul") == 1
     assert [n.op for n in graph.nodes].count("matmul") >= 3     # xs@wx, dWx, dWh outside
+
+
+def test_scan_of_length_one_is_unrolled():
+    f = lumen.jit(lambda xs: lumen.scan(lambda c, x: (c + x, c * x), np.ones(2), xs))
+    xs = np.array([[2.0, 3.0]])                       # a length-1 axis: specialised as such
+    assert _count_scans(f.lower(xs).optimized_graph()) == 0
+    c, ys = f(xs)
+    assert_same(c, np.array([3.0, 4.0]))
+    assert_same(ys, np.array([[2.0, 3.0]]))
+    c, ys = f(np.array([[2.0, 3.0], [1.0, 1.0]]))    # longer: a real loop again
+    assert_same(c, np.array([4.0, 5.0]))

@@ -6,6 +6,8 @@
   (``x_t @ Wx + b`` in an RNN) are computed for all steps at once before the loop, on the
   stacked sequences — one matrix product instead of one per step — and the body reads their
   step slice like any other sequence.
+- Accumulated products out of loops, merging of independent scans, pruning of unneeded
+  carries and outputs, and unrolling of scans of length 1 (below).
 """
 from __future__ import annotations
 
@@ -33,10 +35,33 @@ def _hoist(graph):
             rb.keep(node)
             continue
         body = hoist_loops(node.params["body"])
-        outs = _rewrite_scan(rb, node, inputs, body)
+        if node.params["length"].value == 1:
+            outs = _unrolled(rb, node, inputs, body)
+        else:
+            outs = _rewrite_scan(rb, node, inputs, body)
         for old, new in zip(node.outputs, outs):
             rb.map[old] = new
     return rb.finish()
+
+
+def _unrolled(rb, node, inputs, body):
+    """A scan of length 1: its body, inline (the step reads x[0]; each y gets its unit axis)."""
+    p = node.params
+    nc, nx = p["n_carry"], p["n_xs"]
+    steps = []
+    for x in inputs[nc:nc + nx]:
+        (step,) = _emit(rb, "slice", [x], {"specs": (("index", 0),)}, node.loc)
+        steps.append(step)
+    env = dict(zip(body.inputs, list(inputs[:nc]) + steps + list(inputs[nc + nx:])))
+    for n in body.nodes:
+        outs = _emit(rb, n.op, [env[v] for v in n.inputs], n.params, n.loc)
+        env.update(zip(n.outputs, outs))
+    result = [env[v] for v in body.outputs[:nc]]
+    for y in body.outputs[nc:]:
+        (stacked,) = _emit(rb, "reshape", [env[y]], {"shape": (Dim.const(1),) + tuple(y.shape)},
+                           node.loc)
+        result.append(stacked)
+    return result
 
 
 def _emit(rb, op, inputs, params, loc):
