@@ -41,6 +41,13 @@ class Arr:
         return len(self.shape)
 
 
+class _Frame:
+    __slots__ = ("slots", "preheader")
+
+    def __init__(self, preheader):
+        self.slots, self.preheader = [], preheader
+
+
 class Context:
     def __init__(self, name: str):
         self.module = ir.Module(name)
@@ -193,9 +200,12 @@ class Context:
         return n
 
     # -- buffers ------------------------------------------------------------------------------
-    def malloc_buffer(self, dtype, dims, name="buf") -> Arr:
+    def malloc_buffer(self, dtype, dims, name="buf", check=True) -> Arr:
         """A C-contiguous buffer of ``dims``: a dead buffer of the same byte size when there is
         one (memory planning), else a fresh one; all are freed on exit."""
+        frame = self._frames[-1] if self._frames else None
+        if frame is not None and frame.preheader is not None:
+            return self._hoisted_buffer(frame, dtype, dims, name)
         b = self.builder
         dtype = np.dtype(dtype)
         shape = [self.dim(d) for d in dims]
@@ -215,10 +225,11 @@ class Context:
         self._alloca_builder.store(ir.Constant(i8p, None), slot)
         self.buffer_slots.append(slot)
         self._sizes[slot] = key
-        if self._frames:
-            self._frames[-1].append(slot)
+        if frame is not None:
+            frame.slots.append(slot)
         b.store(ptr, slot)
-        self.leave_if(b.icmp_unsigned("==", ptr, ir.Constant(i8p, None)), no_memory=True)
+        if check:
+            self.leave_if(b.icmp_unsigned("==", ptr, ir.Constant(i8p, None)), no_memory=True)
         return Arr(ptr, shape, contiguous_strides(b, shape, itemsize, self.i64), dtype,
                    dims, True, owner=slot)
 
@@ -226,20 +237,38 @@ class Context:
         """The buffer's values are dead: later buffers of its size reuse it."""
         self._pool.setdefault(self._sizes[slot], []).append(slot)
 
-    def push_frame(self):
-        """Buffers allocated from here on (a loop body's) are freed by `pop_frame`."""
-        self._frames.append([])
+    def _hoisted_buffer(self, frame, dtype, dims, name):
+        """A loop body's buffer, allocated once in the loop's preheader (its sizes are the
+        enclosing function's, the same at every step); the null check stays at the use."""
+        saved = self.builder
+        self.builder = ir.IRBuilder(frame.preheader)
+        self.builder.position_before(frame.preheader.terminator)
+        frame_stack, self._frames = self._frames, []
+        try:
+            arr = self.malloc_buffer(dtype, dims, name, check=False)
+        finally:
+            self._frames, self.builder = frame_stack, saved
+        frame.slots.append(arr.owner)
+        self.leave_if(self.builder.icmp_unsigned("==", arr.data, ir.Constant(i8p, None)),
+                      no_memory=True)
+        return arr
+
+    def push_frame(self, preheader=None):
+        """Buffers allocated from here on (a loop or branch body's) are freed by `pop_frame`;
+        with ``preheader`` (a block that ends by entering the loop) they are allocated there,
+        once for all steps."""
+        self._frames.append(_Frame(preheader))
 
     def pop_frame(self):
         b = self.builder
         free = self.function("free", ir.VoidType(), [i8p])
-        for slot in self._frames.pop():
+        for slot in self._frames.pop().slots:
             b.call(free, [b.load(slot)])
             b.store(ir.Constant(i8p, None), slot)
 
     def in_frame(self, arr) -> bool:
         """Whether ``arr`` lives in a buffer of the innermost frame."""
-        return bool(self._frames) and arr.owner in self._frames[-1]
+        return bool(self._frames) and arr.owner in self._frames[-1].slots
 
     def numpy_result(self, value, position: int) -> Arr:
         """A new NumPy array for graph output ``position``, handed to the outputs list."""

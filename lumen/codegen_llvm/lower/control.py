@@ -42,17 +42,26 @@ def lower_scan(ctx, node, args):
     n = ctx.dim(p["length"])
     x_dims = [v.type.shape for v in body.inputs[nc:nc + nx]]
     y_dims = [v.type.shape for v in body.outputs[nc:]]
+    ctx.push_frame(_preheader(ctx, "scan"))
     with ctx.loop(n, "scan") as t:
         index = b.sub(b.sub(n, ctx.i64(1)), t) if p["reverse"] else t
-        ctx.push_frame()
         env = dict(zip(body.inputs, list(state) + [_step_view(ctx, x, index, d)
                                                     for x, d in zip(xs, x_dims)] + list(caps)))
         results = lower_body(ctx, body, env)
         for y, out, d in zip(results[nc:], ys, y_dims):
             copy(ctx, y, _step_view(ctx, out, index, d))
         _commit(ctx, results[:nc], state)
-        ctx.pop_frame()
+    ctx.pop_frame()
     return outs
+
+
+def _preheader(ctx, name):
+    """A block of its own right before a loop, where the loop body's buffers are allocated."""
+    b = ctx.builder
+    pre = ctx.fn.append_basic_block(f"{name}.pre")
+    b.branch(pre)
+    b.position_at_end(pre)
+    return pre
 
 
 def lower_while(ctx, node, args):
@@ -64,23 +73,22 @@ def lower_while(ctx, node, args):
     state = [ctx.new_array(v) for v in node.outputs]
     for c, s in zip(init, state):
         copy(ctx, c, s)
+    pre = _preheader(ctx, "while")
     head = ctx.fn.append_basic_block("while.head")
     body_block = ctx.fn.append_basic_block("while.body")
     done = ctx.fn.append_basic_block("while.done")
     b.branch(head)
     b.position_at_end(head)
-    ctx.push_frame()
+    ctx.push_frame(pre)
     (pred,) = lower_body(ctx, p["cond"], dict(zip(p["cond"].inputs, list(state) + list(caps))))
     go = truth(ctx, ctx.load(pred, ctx.i64(0)), pred.dtype)
-    ctx.pop_frame()
     b.cbranch(go, body_block, done)
     b.position_at_end(body_block)
-    ctx.push_frame()
     results = lower_body(ctx, p["body"], dict(zip(p["body"].inputs, list(state) + list(caps))))
     _commit(ctx, results, state)
-    ctx.pop_frame()
     b.branch(head)
     b.position_at_end(done)
+    ctx.pop_frame()
     return state
 
 
