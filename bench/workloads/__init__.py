@@ -1,4 +1,4 @@
 """Workloads, one module per family; each module exports WORKLOADS (a list of harness.Workload)."""
-from . import elementwise, reductions
+from . import elementwise, reductions, rnn
 
-WORKLOADS = [*elementwise.WORKLOADS, *reductions.WORKLOADS]
+WORKLOADS = [*elementwise.WORKLOADS, *reductions.WORKLOADS, *rnn.WORKLOADS]

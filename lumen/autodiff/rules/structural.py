@@ -204,10 +204,22 @@ def _swap(e, v):
     return e.op("transpose", v, perm=perm)
 
 
+def _rows(e, v):
+    """(..., M, K) as one (prod(...) * M, K) matrix."""
+    from ...ir.dims import prod
+    return e.op("reshape", v, shape=(prod(v.shape[:-1]), v.shape[-1]))
+
+
 def _matmul_vjp(e, node, g):
     a, b = node.inputs[:2]
-    return [e.sum_to(e.op("matmul", g, _swap(e, b)), a),
-            e.sum_to(e.op("matmul", _swap(e, a), g), b)]
+    ga = e.sum_to(e.op("matmul", g, _swap(e, b)), a)
+    if b.ndim == 2 and a.ndim > 2:
+        # b shared by every batch element: one (K x rows) @ (rows x N) product, not a batch of
+        # outer products summed afterwards
+        gb = e.op("matmul", _swap(e, _rows(e, a)), _rows(e, g))
+    else:
+        gb = e.sum_to(e.op("matmul", _swap(e, a), g), b)
+    return [ga, gb]
 
 
 def _matmul_jvp(e, node, ts):
