@@ -41,8 +41,10 @@ IMPL_MODULE = {"numpy": "numpy", "lumen": "lumen", "numba": "numba", "jax": "jax
 #: distributions whose versions go into the header (those installed)
 VERSIONED = ("numpy", "scipy", "lumen", "llvmlite", "numba", "jax", "jaxlib", "pytensor", "torch")
 
-#: environment variables that slow NumPy on this machine; unset in every child alike
-UNSET_IN_CHILDREN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: environment variables that slow NumPy on this machine, and one that would make lumen (unlike
+#: the peers, installed with their bytecode) compile its Python source in every child; unset in
+#: every child alike
+UNSET_IN_CHILDREN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
 MARKER = "BENCH_JSON "
 
@@ -71,6 +73,7 @@ class Workload:
     notes: dict = dataclasses.field(default_factory=dict)   # per implementation, shown in the table
     make_inputs: Callable | None = None                      # (shape, dtype, rng) -> tuple of arrays
     bytes_moved: Callable | None = None                      # (inputs, output) -> int; None = not defined
+    cache_starts: bool = False     # run each implementation twice, cold (empty caches) then warm
 
     def inputs(self, quick: bool, seed: int = 0) -> tuple:
         shape = self.quick_shape if quick else self.shape
@@ -165,7 +168,9 @@ class NumpyAdapter(Adapter):
 
 
 class LumenAdapter(Adapter):
-    pass
+    def __init__(self, threads, opts):
+        super().__init__(threads, opts)
+        import lumen   # imported here, as the peers are: the first call never includes an import
 
 
 class NumbaAdapter(Adapter):
@@ -286,8 +291,10 @@ def run_child(spec: dict) -> dict:
     try:
         threads = spec["threads"]
         wl = next(w for w in all_workloads() if w.name == spec["workload"])
+        t0 = time.perf_counter()
         adapter = ADAPTERS[spec["impl"]](threads, spec)
-        rec["label"] = adapter.label or spec["impl"]
+        rec["import_s"] = time.perf_counter() - t0
+        rec["label"] = (adapter.label or spec["impl"]) + (f" ({spec['start']})" if spec.get("start") else "")
         rec["note"] = " ".join(filter(None, [adapter.note, wl.notes.get(spec["impl"], "")]))
         inputs, ref = _inputs_and_reference(wl, spec)
         nbytes = wl.bytes_moved(inputs, ref) if wl.bytes_moved else None
@@ -363,11 +370,34 @@ def thread_env(threads: int) -> dict:
     return env
 
 
+def cache_env(folder: str) -> dict:
+    """Every implementation's persistent compilation cache, in ``folder``. Each cell gets a fresh
+    folder, so its first call is a cold start; a ``cache_starts`` workload's warm run reuses the
+    folder its cold run filled. jax caches every compilation (no minimum time or size)."""
+    flags = ",".join(filter(None, [os.environ.get("PYTENSOR_FLAGS"),
+                                   "base_compiledir=" + os.path.join(folder, "pytensor")]))
+    return dict(LUMEN_CACHE_DIR=os.path.join(folder, "lumen"),
+                NUMBA_CACHE_DIR=os.path.join(folder, "numba"),
+                JAX_COMPILATION_CACHE_DIR=os.path.join(folder, "jax"),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+                PYTENSOR_FLAGS=flags, TORCHINDUCTOR_CACHE_DIR=os.path.join(folder, "torch"))
+
+
+def compile_lumen() -> None:
+    """Byte-compile lumen (into its ``__pycache__`` folders, which git ignores), as the peers are
+    when installed, so that no child compiles lumen's Python source during a first call."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(root, "lumen")],
+                   capture_output=True, check=False)
+
+
 def spawn(spec: dict, timeout: float) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, "-m", "bench", "--child", json.dumps(spec)]
+    env = dict(thread_env(spec["threads"]), **cache_env(spec["cache_dir"]))
     try:
-        p = subprocess.run(cmd, cwd=root, env=thread_env(spec["threads"]), capture_output=True,
+        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True,
                            text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return dict(spec, status="timeout", label=spec["impl"], error=f"no result after {timeout:.0f} s")
@@ -553,20 +583,29 @@ def main(argv=None) -> int:
     thread_counts = {"1": [1], "all": [ncpu], "both": sorted({1, ncpu})}[args.threads]
     impls = [i for i in IMPLEMENTATIONS if not args.impl or i in args.impl or i == "numpy"]
     vers, mach, load_start = versions(), machine(), _loadavg() or 0.0
-    cells = [(w, t, i) for w in wls for t in thread_counts for i in impls]
+    cells = [(w, t, i, cache) for w in wls for t in thread_counts for i in impls
+             for cache in (("cold", "warm") if w.cache_starts and i != "numpy" else (None,))]
     results: dict[tuple, list] = {}
     jsonf = open(args.json, "w") if args.json else None
     data_dir = tempfile.mkdtemp(prefix="lumen-bench-")   # inputs + NumPy's results, shared by the children
     start = time.perf_counter()
+    compile_lumen()
     try:
-        for k, (w, t, impl) in enumerate(cells, 1):
+        for k, (w, t, impl, cache) in enumerate(cells, 1):
             spec = dict(workload=w.name, impl=impl, threads=t, quick=args.quick, repeats=args.repeats,
-                        target_s=args.target, torch_mode=args.torch_mode, data_dir=data_dir)
+                        target_s=args.target, torch_mode=args.torch_mode, data_dir=data_dir,
+                        start=cache, cache_dir=os.path.join(data_dir, "caches", f"{w.name}-{impl}-{t}"))
             if not installed(impl):
                 rec = dict(spec, status="not installed", label=impl)
             else:
                 rec = spawn(spec, args.timeout)
             rec.pop("data_dir", None)
+            rec.pop("cache_dir", None)
+            if cache == "warm":
+                cold = results[(w.name, t)][-1]
+                if rec.get("first_call_s") and cold.get("first_call_s"):
+                    rec["note"] = "; ".join(filter(None, [rec.get("note"), f"first call "
+                                            f"{cold['first_call_s'] / rec['first_call_s']:.1f}x faster than cold"]))
             results.setdefault((w.name, t), []).append(rec)
             if jsonf:
                 jsonf.write(json.dumps(rec, default=str) + "\n")

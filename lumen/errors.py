@@ -20,3 +20,8 @@ class DeviceError(LumenError):
 
 class VerificationError(LumenError, AssertionError):
     """Debug mode: compiled code disagreed with the reference interpreter (SPEC §8)."""
+
+
+class CacheWarning(UserWarning):
+    """The disk cache found a corrupt entry, or cannot use its directory; lumen carries on
+    (rebuilding the entry, or caching in memory only)."""

@@ -1,10 +1,15 @@
 """The host target: llvmlite initialisation, the target machine (host CPU name and features,
--O3), optimisation and loading of modules into an MCJIT engine."""
+-O3), optimisation, object code, and loading object code into an MCJIT engine.
+
+Every compiled program goes through object code (`compile_object`) and is loaded from it
+(`LoadedModule`), whether it was just compiled or read back from the disk cache: one path, and
+the bytes cached are exactly the bytes that ran."""
 from __future__ import annotations
 
 import functools
 import threading
 
+import llvmlite
 import llvmlite.binding as llvm
 
 _lock = threading.Lock()
@@ -38,6 +43,15 @@ def triple() -> str:
     return llvm.get_process_triple()
 
 
+@functools.cache
+def identity() -> dict:
+    """What object code compiled here depends on besides its IR: the target triple, the host
+    CPU's name and features, and the llvmlite / LLVM versions (part of the disk cache key)."""
+    return {"triple": triple(), "cpu": llvm.get_host_cpu_name(),
+            "features": llvm.get_host_cpu_features().flatten(), "llvmlite": llvmlite.__version__,
+            "llvm": ".".join(map(str, llvm.llvm_version_info))}
+
+
 def optimise(llvm_ir: str):
     """Parse, verify and optimise a module at -O3 -> `llvmlite.binding.ModuleRef`."""
     tm = target_machine()
@@ -54,14 +68,22 @@ def optimise(llvm_ir: str):
     return module
 
 
-class LoadedModule:
-    """Machine code in memory; keeps its engine alive as long as the functions are used."""
+def compile_object(llvm_ir: str) -> bytes:
+    """Optimise a module and emit its relocatable object code for the host."""
+    module = optimise(llvm_ir)
+    with _lock:
+        return target_machine().emit_object(module)
 
-    def __init__(self, module):
+
+class LoadedModule:
+    """Object code linked into memory (external names resolve through `symbols`); keeps its
+    engine alive as long as the functions are used."""
+
+    def __init__(self, object_code: bytes):
         with _lock:
-            self.engine = llvm.create_mcjit_compiler(module, _new_target_machine())
+            self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
             self.engine.finalize_object()
-        self.module = module
 
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)

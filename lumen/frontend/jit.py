@@ -127,8 +127,21 @@ class Jitted:
             graph, out_tree = self._trace(arrays, dynamic, statics)
             entry = compile_graph(graph, out_tree, self.options)
             self._cache.setdefault(key, []).append(entry)
-            self._stats["compiles"] += 1
+            self._stats["disk_hits" if entry.from_disk else "compiles"] += 1
             return entry
+
+    def precompile(self, *args, **kwargs):
+        """Compile ahead of time, without running, for arguments given as `lumen.ShapeDtype`
+        specs (anywhere in the argument pytrees) or as example arrays and scalars. The code
+        goes to the memory cache and, unless it is off, the disk cache."""
+        from .precompile import stand_ins
+        args, kwargs = stand_ins((args, kwargs))
+        prepared = self._prepare(args, kwargs)
+        if prepared is None:
+            raise TypeError("precompile() takes specs or concrete arrays, not traced values")
+        key, arrays, dynamic, statics = prepared
+        if self._lookup(key, arrays) is None:
+            self._compile(key, arrays, dynamic, statics)
 
     # -- tracing --------------------------------------------------------------------------------
     def _trace(self, arrays, dynamic, statics):
@@ -175,7 +188,8 @@ class Jitted:
         return Lowered(graph, self.options)
 
     def cache_info(self):
-        """Counts of compiles and of calls served from the memory and disk caches."""
+        """Counts of compiles, of calls served from the memory cache, and of specialisations
+        loaded from the disk cache instead of compiled."""
         return dict(self._stats)
 
 
