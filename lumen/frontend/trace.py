@@ -20,7 +20,19 @@ _state = threading.local()
 LARGE_CONSTANT = 256
 
 
-class Trace:
+class _Current:
+    """``with trace:`` makes it the trace new primitives go to on this thread."""
+
+    def __enter__(self):
+        self._prev = getattr(_state, "trace", None)
+        _state.trace = self
+        return self
+
+    def __exit__(self, *exc):
+        _state.trace = self._prev
+
+
+class Trace(_Current):
     def __init__(self, name: str):
         self.builder = GraphBuilder(name)
         self.argument_ids = set()   # id() of the tracers that are the function's own arguments
@@ -44,16 +56,8 @@ class Trace:
     def emit(self, op, inputs, **params):
         return self.builder.emit(op, inputs, user_location(), **params)
 
-    def __enter__(self):
-        self._prev = getattr(_state, "trace", None)
-        _state.trace = self
-        return self
 
-    def __exit__(self, *exc):
-        _state.trace = self._prev
-
-
-class SubTrace:
+class SubTrace(_Current):
     """Traces a nested function (a loop or branch body) into a graph of its own. A value of an
     enclosing trace that the body uses becomes an extra input of the body (a *capture*); the
     control-flow node then passes the outer value in."""
@@ -99,13 +103,6 @@ class SubTrace:
     def capture(self, array):
         return self.parent.capture(array)
 
-    def __enter__(self):
-        self._prev = getattr(_state, "trace", None)
-        _state.trace = self
-        return self
-
-    def __exit__(self, *exc):
-        _state.trace = self._prev
 
 
 def in_trace() -> bool:
