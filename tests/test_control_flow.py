@@ -306,3 +306,22 @@ def test_scan_of_length_one_is_unrolled():
     assert_same(ys, np.array([[2.0, 3.0]]))
     c, ys = f(np.array([[2.0, 3.0], [1.0, 1.0]]))    # longer: a real loop again
     assert_same(c, np.array([4.0, 5.0]))
+
+
+def test_per_step_outputs_of_carries_are_computed_after_the_loop():
+    def fwd(xs, wh, wy):
+        def cell(h, x):
+            h = np.tanh(x + h @ wh)
+            return h, h @ wy
+        return lumen.scan(cell, np.zeros((1, wh.shape[0])), xs)[1]
+    rng = np.random.default_rng(0)
+    xs, wh, wy = rng.standard_normal((5, 1, 4)), rng.standard_normal((4, 4)) * 0.3, \
+        rng.standard_normal((4, 3))
+    graph = lumen.jit(fwd).lower(xs, wh, wy).optimized_graph()
+    assert [n.op for n in _scan_node(graph).params["body"].nodes].count("matmul") == 1
+    assert [n.op for n in graph.nodes].count("matmul") == 1          # all y_t in one product
+    h, ref = np.zeros((1, 4)), []
+    for x in xs:
+        h = np.tanh(x + h @ wh)
+        ref.append(h @ wy)
+    assert_same(lumen.jit(fwd)(xs, wh, wy), np.stack(ref))

@@ -24,7 +24,7 @@ def hoist_loops(graph):
     """Apply the loop rewrites to every scan in ``graph`` (nested scans first)."""
     if not any(n.op == "scan" for n in graph.nodes):
         return graph
-    return merge_and_prune_scans(products_out_of_loops(_hoist(graph)))
+    return merge_and_prune_scans(products_out_of_loops(sink_outputs(_hoist(graph))))
 
 
 def _hoist(graph):
@@ -464,3 +464,103 @@ def _split_accumulators(rb, node, inputs, found):
         (total,) = _emit(rb, "add", [inputs[i], prod], {}, node.loc)
         result[i] = total
     return result
+
+
+# -- per-step outputs computed after the loop ----------------------------------------------------
+
+def sink_outputs(graph):
+    """A per-step output computed from the step's new carries and invariants only (``y_t =
+    h_t @ Wy`` in an RNN) is computed after the loop for all steps at once: the loop stacks
+    the carries it needs, and one batched operation on the stack gives every y_t."""
+    if not any(n.op == "scan" for n in graph.nodes):
+        return graph
+    rb = Rebuilder(graph)
+    for node in graph.nodes:
+        inputs = [rb[v] for v in node.inputs]
+        outs = _sink(rb, node, inputs) if node.op == "scan" else None
+        if outs is None:
+            rb.keep(node)
+            continue
+        for old, new in zip(node.outputs, outs):
+            rb.map[old] = new
+    return rb.finish()
+
+
+def _sinkable(v, leaves, length, memo):
+    """Whether ``v`` is a leaf (a new carry or an invariant) or a batchable op of such."""
+    if v in leaves:
+        return True
+    if v in memo:
+        return memo[v]
+    n = v.node
+    ok = n is not None and len(n.outputs) == 1 and n.op not in _NEVER_MOVED and \
+        _stacked_params(n, length) is not None and \
+        all(_sinkable(u, leaves, length, memo) for u in n.inputs) and \
+        not (n.op in ("matmul", "gemm") and n.inputs[1] not in leaves.get("invariant", ()))
+    memo[v] = ok
+    return ok
+
+
+def _sink(rb, node, inputs):
+    p = node.params
+    body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
+    length = p["length"]
+    carries_out = {}
+    for i in range(nc):
+        v = body.outputs[i]
+        carries_out[v] = i
+        while v.node is not None and v.node.op in ("broadcast_to", "reshape") and \
+                v.node.inputs[0].ndim == v.ndim:           # the carry is this value, re-viewed
+            v = v.node.inputs[0]
+            carries_out.setdefault(v, i)
+    invariant = set(body.inputs[nc + nx:])
+    leaves = dict.fromkeys(list(carries_out) + list(invariant), True)
+    leaves["invariant"] = invariant
+    memo = {}
+    ys = body.outputs[nc:]
+    sunk = [k for k, y in enumerate(ys) if y not in leaves and y.node is not None and
+            _sinkable(y, leaves, length, memo)]
+    if not sunk:
+        return None
+    needed = sorted({carries_out[v] for k in sunk for v in _reads(body, [ys[k]]) if v in carries_out})
+    keep = [k for k in range(len(ys)) if k not in sunk]
+    new_body = _sub_body_outputs(body, list(body.outputs[:nc]) + [ys[k] for k in keep] +
+                                 [body.outputs[i] for i in needed])
+    params = dict(p, body=new_body)
+    outs = _emit(rb, "scan", inputs, params, node.loc)
+    by_carry = {i: outs[nc + len(keep) + j] for j, i in enumerate(needed)}
+    stacked = {v: by_carry[i] for v, i in carries_out.items() if i in by_carry}
+    outer = dict(zip(body.inputs[nc + nx:], inputs[nc + nx:]))
+    env = {}
+
+    def replay(v):
+        if v in stacked:
+            return stacked[v]
+        if v in outer:
+            return outer[v]
+        if v in env:
+            return env[v]
+        n = v.node
+        ins = [_align_time(rb, replay(u), n, length) if _is_stacked(u, stacked, outer, env)
+               else replay(u) for u in n.inputs]
+        (out,) = _emit(rb, n.op, ins, _stacked_params(n, length), n.loc)
+        env[v] = out
+        return out
+
+    result = list(outs[:nc])
+    kept = iter(outs[nc:nc + len(keep)])
+    for k in range(len(ys)):
+        result.append(replay(ys[k]) if k in sunk else next(kept))
+    return result
+
+
+def _is_stacked(u, stacked, outer, env):
+    return u in stacked or (u not in outer and (u in env or u.node is not None))
+
+
+def _sub_body_outputs(body, outputs):
+    from .rebuild import derived_graph
+    from .rewrite import remove_dead
+    g = derived_graph(body, body.nodes, outputs)
+    g.input_names = body.input_names
+    return remove_dead(g)
