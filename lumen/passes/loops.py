@@ -323,7 +323,9 @@ def _prune(graph):
             rb.keep(node)
             continue
         body = p["body"]
-        new_body = _sub_body(body, keep_c, keep_y, nc)
+        new_body = _sub_body(body, [body.inputs[i] for i in keep_c] + list(body.inputs[nc:]),
+                             [body.outputs[i] for i in keep_c] +
+                             [body.outputs[nc + k] for k in keep_y])
         inputs = [rb[node.inputs[i]] for i in keep_c] + [rb[v] for v in node.inputs[nc:]]
         params = dict(p, body=new_body, n_carry=len(keep_c))
         types = OPS["scan"].infer([v.type for v in inputs], params)[0]
@@ -362,13 +364,12 @@ def _reads(body, roots):
     return seen
 
 
-def _sub_body(body, keep_c, keep_y, nc):
-    from .rewrite import remove_dead
+def _sub_body(body, inputs, outputs):
+    """``body`` restricted to ``inputs`` and ``outputs`` (what no output needs is dropped)."""
     from .rebuild import derived_graph
-    inputs = [body.inputs[i] for i in keep_c] + list(body.inputs[nc:])
-    outputs = [body.outputs[i] for i in keep_c] + [body.outputs[nc + k] for k in keep_y]
+    from .rewrite import remove_dead
     g = derived_graph(body, body.nodes, outputs)
-    g.inputs = inputs
+    g.inputs = list(inputs)
     g.input_names = None
     return remove_dead(g)
 
@@ -524,8 +525,8 @@ def _sink(rb, node, inputs):
         return None
     needed = sorted({carries_out[v] for k in sunk for v in _reads(body, [ys[k]]) if v in carries_out})
     keep = [k for k in range(len(ys)) if k not in sunk]
-    new_body = _sub_body_outputs(body, list(body.outputs[:nc]) + [ys[k] for k in keep] +
-                                 [body.outputs[i] for i in needed])
+    new_body = _sub_body(body, body.inputs, list(body.outputs[:nc]) + [ys[k] for k in keep] +
+                         [body.outputs[i] for i in needed])
     params = dict(p, body=new_body)
     outs = _emit(rb, "scan", inputs, params, node.loc)
     by_carry = {i: outs[nc + len(keep) + j] for j, i in enumerate(needed)}
@@ -556,11 +557,3 @@ def _sink(rb, node, inputs):
 
 def _is_stacked(u, stacked, outer, env):
     return u in stacked or (u not in outer and (u in env or u.node is not None))
-
-
-def _sub_body_outputs(body, outputs):
-    from .rebuild import derived_graph
-    from .rewrite import remove_dead
-    g = derived_graph(body, body.nodes, outputs)
-    g.input_names = body.input_names
-    return remove_dead(g)
