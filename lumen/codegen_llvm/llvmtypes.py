@@ -28,13 +28,3 @@ def memory_type(dtype):
     """In-memory type of one element."""
     dtype = np.dtype(dtype)
     return i8 if dtype.kind == "b" else value_type(dtype)
-
-
-def const(dtype, value):
-    dtype = np.dtype(dtype)
-    t = value_type(dtype)
-    if dtype.kind == "b":
-        return ir.Constant(t, int(bool(value)))
-    if dtype.kind in "iu":
-        return ir.Constant(t, int(np.asarray(value).astype(dtype).view(f"u{dtype.itemsize}")))
-    return ir.Constant(t, float(value))

@@ -108,8 +108,5 @@ class Lowered:
             self._module = optimise(self.llvm_ir())
         return self._module
 
-    def optimized_llvm_ir(self) -> str:
-        return str(self._llvm_module())
-
     def asm(self) -> str:
         return assembly(self._llvm_module())

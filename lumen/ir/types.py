@@ -45,12 +45,6 @@ class TensorType:
     def broadcastable(self) -> tuple:
         return tuple(d.value == 1 for d in self.shape)
 
-    def with_dtype(self, dtype) -> "TensorType":
-        return TensorType(dtype, self.shape)
-
-    def with_shape(self, shape) -> "TensorType":
-        return TensorType(self.dtype, shape, self.weak)
-
     def text(self) -> str:
         dims = ",".join("?" if d.value is None else str(d.value) for d in self.shape)
         weak = "~" if self.weak else ""

@@ -318,7 +318,7 @@ def _prune(graph):
             continue
         keep_c, keep_y = _live_parts(node, used)
         p = node.params
-        nc, nx = p["n_carry"], p["n_xs"]
+        nc = p["n_carry"]
         if len(keep_c) == nc and len(keep_y) == len(p["body"].outputs) - nc:
             rb.keep(node)
             continue

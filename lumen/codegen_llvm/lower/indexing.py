@@ -2,7 +2,6 @@
 IndexError after the loop, having read (or written) only in-bounds memory."""
 from __future__ import annotations
 
-from ..llvmtypes import i64
 from .loops import Operand, align, copy, for_each
 from .movement import slice_view
 from .scalar import cast
@@ -57,7 +56,6 @@ def lower_gather(ctx, node, args):
 
 
 def lower_scatter(ctx, node, args):
-    b = ctx.builder
     x, v, *idx = args
     out = ctx.new_array(node.out)
     copy(ctx, x, out)

@@ -81,7 +81,6 @@ class _Gemm:
         self.ctx = ctx
         self.alpha, self.beta = alpha, beta
         self.out = out
-        bld = ctx.builder
         self.itemsize = out.dtype.itemsize
         self.m, self.k = a.shape[-2], a.shape[-1]
         self.n = b_.shape[-1]

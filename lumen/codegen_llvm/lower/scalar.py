@@ -10,7 +10,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from . import mathlib
-from ..llvmtypes import const, i1, value_type
+from ..llvmtypes import i1, value_type
 
 LOWER = {}
 

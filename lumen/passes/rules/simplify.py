@@ -51,10 +51,6 @@ def _fold_uniform(g, v):
     return g.emit("broadcast_to", scalar, shape=v.shape)
 
 
-def _same_type(x, like):
-    return x if x.type.dtype == like.dtype and x.ndim == like.ndim else None
-
-
 def _is_float(v):
     return v.dtype.kind == "f"
 
