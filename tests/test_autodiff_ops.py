@@ -74,9 +74,7 @@ DIRECT_UNARY = {"softplus": Dom(-3, 3), "log1mexp": Dom(0.2, 3.0)}
 
 #: Differentiable primitives whose derivatives are checked in their own tests, not by check_grad
 #: on a record of this table: `kernel` only exists after kernelize, long after autodiff.
-#: kernel only exists after kernelize; while_loop differentiates in forward mode only (for now:
-#: test_while_loop_forward_mode_only below), so grad-based records cannot use it.
-NOT_TRACED = {"kernel", "while"}
+NOT_TRACED = {"kernel"}
 
 DIFFERENTIABLE = sorted(name for name, op in OPS.items() if op.differentiable)
 UNARY = sorted(n for n in DIFFERENTIABLE if n in UFUNCS and UFUNCS[n].nin == 1)
@@ -91,18 +89,17 @@ def sample_args(doms, shapes, seed):
 # -- the registry ---------------------------------------------------------------------------------
 
 def test_every_differentiable_primitive_has_a_rule():
-    # the one known gap, stated exactly: reverse mode through while_loop (issue 5)
-    assert rules_missing() == ["while (reverse mode)"]
+    assert rules_missing() == []
 
 
-def test_while_loop_forward_mode_only():
-    def power5(a):
+def test_while_loop_both_modes():
+    """Forward and reverse mode through while_loop agree (a ** 6 after five multiplications)."""
+    def power6(a):
         return lumen.while_loop(lambda s: s[1] < 5, lambda s: (s[0] * a, s[1] + 1),
                                 (a, np.int64(0)))[0]
-    (t,) = (lumen.rop(power5, (np.float64(1.5),), (np.float64(1.0),)),)
+    t = lumen.rop(power6, (np.float64(1.5),), (np.float64(1.0),))
     assert t == pytest.approx(6 * 1.5 ** 5)
-    with pytest.raises(lumen.UnsupportedError, match="while_loop"):
-        lumen.grad(power5)(np.float64(1.5))
+    assert lumen.grad(power6)(np.float64(1.5)) == pytest.approx(6 * 1.5 ** 5)
 
 
 def test_every_differentiable_primitive_has_a_gradient_record():
@@ -268,6 +265,12 @@ def _set_element(x, v):
     return y
 
 
+def _sin_while(x, w, n):
+    """x = sin(x) * w + x, n times, as a while loop (its gradient is a while_grad node)."""
+    return lumen.while_loop(lambda s: s[1] < n, lambda s: (np.sin(s[0]) * w + s[0], s[1] + 1),
+                            (x, np.int64(0)))[0]
+
+
 #: (name, fn, args): smooth at args (no ties for max/min, nonzero entries for prod).
 STRUCTURAL = [
     # control flow
@@ -275,6 +278,9 @@ STRUCTURAL = [
                                       np.zeros(3), xs)[1], (_r(3), _r(4, 3))),
     ("scan_reverse_carry", lambda w, xs: lumen.scan(lambda c, x: (np.sin(c) + x * w, c),
                                                     w, xs, reverse=True)[0], (_r(3), _r(5, 3))),
+    ("while", lambda x, w: _sin_while(x, w, 3), (_r(3), _r(3))),
+    ("while_grad", lambda x, w: lumen.grad(lambda x: np.sum(_sin_while(x, w, 3) ** 2))(x),
+     (_r(3), _r(3))),
     ("cond", lambda x, y: lumen.cond(np.sum(x) > 0, lambda a, b: np.exp(a) * b,
                                      lambda a, b: a - b, x, y), (_r(3), _r(3))),
     # reductions

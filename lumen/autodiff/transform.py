@@ -20,11 +20,9 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir.ops import ELEMENTWISE, OPS
 from .emit import Emitter
-from .rules.control import JVP as CONTROL_JVP
-from .rules.control import VJP as CONTROL_VJP
 from .rules.elementwise import PARTIALS
 from .rules.elementwise import ZERO as ELEMENTWISE_ZERO
-from .rules import stabilize
+from .rules import control, stabilize, while_loop
 from .rules.structural import JVP, MASK, VJP
 from .rules.structural import keepdims
 from .rules.structural import ZERO as STRUCTURAL_ZERO
@@ -34,15 +32,12 @@ def differentiable(value) -> bool:
     return value.dtype.kind == "f"
 
 
-#: Control flow whose reverse-mode derivative lumen does not build yet.
-MULTI_OUTPUT_UNSUPPORTED = frozenset(("while",))
+#: Rules of the nodes with several outputs (control flow): one (co)tangent per output / input.
+CONTROL_JVP = {**control.JVP, **while_loop.JVP}
+CONTROL_VJP = {**control.VJP, **while_loop.VJP}
 
 
 def _missing(node):
-    if node.op == "while":
-        return UnsupportedError(f"reverse mode (grad / lop) through lumen.while_loop is not "
-                                f"supported yet (at {node.loc}); forward mode (rop) is, and "
-                                "lumen.scan with a fixed length differentiates both ways")
     return UnsupportedError(f"lumen cannot differentiate the primitive {node.op!r} "
                             f"(at {node.loc})")
 
@@ -155,10 +150,6 @@ def backward(builder, nodes, seeds: dict, wrt) -> list:
             e = Emitter(builder, node.loc)
             for x, c in zip(node.inputs, CONTROL_VJP[node.op](e, node, gs)):
                 cts.add(e, x, c)
-            continue
-        if node.op in MULTI_OUTPUT_UNSUPPORTED:
-            if any(cts.value.get(o) is not None for o in node.outputs):
-                raise _missing(node)
             continue
         g = cts.value.get(node.outputs[0])
         if g is None:

@@ -1,9 +1,13 @@
-"""scan / while / cond as native control flow inside the entry function: bodies are lowered in
-place (no call back into Python per step); each step's buffers are freed at its end."""
+"""scan / while / while_grad / cond as native control flow inside the entry function: bodies
+are lowered in place (no call back into Python per step); each step's buffers are freed at its
+end."""
 from __future__ import annotations
 
-from ..context import Arr
-from .loops import copy
+import llvmlite.ir as ir
+
+from ..context import Arr, contiguous_strides
+from ..llvmtypes import i8p, i64, value_type
+from .loops import align, copy, for_each
 from .scalar import truth
 
 
@@ -65,14 +69,21 @@ def _preheader(ctx, name):
 
 
 def lower_while(ctx, node, args):
-    from ..program import lower_body
-    b = ctx.builder
     p = node.params
     n = p["n_state"]
     init, caps = args[:n], args[n:]
     state = [ctx.new_array(v) for v in node.outputs]
     for c, s in zip(init, state):
         copy(ctx, c, s)
+    _run_while(ctx, p, state, caps)
+    return state
+
+
+def _run_while(ctx, p, state, caps, on_step=None):
+    """Run the loop of ``p`` (cond, body) on the ``state`` arrays, in place; ``on_step()`` runs
+    at the start of every step, before the body."""
+    from ..program import lower_body
+    b = ctx.builder
     pre = _preheader(ctx, "while")
     head = ctx.fn.append_basic_block("while.head")
     body_block = ctx.fn.append_basic_block("while.body")
@@ -84,12 +95,111 @@ def lower_while(ctx, node, args):
     go = truth(ctx, ctx.load(pred, ctx.i64(0)), pred.dtype)
     b.cbranch(go, body_block, done)
     b.position_at_end(body_block)
+    if on_step is not None:
+        on_step()
     results = lower_body(ctx, p["body"], dict(zip(p["body"].inputs, list(state) + list(caps))))
     _commit(ctx, results, state)
     b.branch(head)
     b.position_at_end(done)
     ctx.pop_frame()
-    return state
+
+
+class _Tape:
+    """The states a while_grad loop passes through: one record per step on a heap stack that
+    doubles when full (the trip count is known only once the loop is done), each state part
+    at an offset rounded up to 16 bytes so that every part stays aligned."""
+
+    def __init__(self, ctx, parts):
+        b = ctx.builder
+        self.ctx, self.parts = ctx, parts
+        self.slot = ctx.heap_slot("tape")
+        self.length, self.capacity = ctx.alloca(i64, "tape.length"), ctx.alloca(i64, "tape.cap")
+        b.store(ctx.i64(0), self.length)
+        b.store(ctx.i64(0), self.capacity)
+        self.offsets, size = [], ctx.i64(0)
+        for arr in parts:
+            self.offsets.append(size)
+            nbytes = b.mul(ctx.count(arr.shape), ctx.i64(arr.dtype.itemsize))
+            size = b.add(size, b.and_(b.add(nbytes, ctx.i64(15)), ctx.i64(-16)))
+        # never 0 bytes: realloc(p, 0) may return NULL, which would read as out of memory
+        self.record = b.select(b.icmp_signed("==", size, ctx.i64(0)), ctx.i64(16), size)
+
+    def push(self):
+        """Append the parts' current values."""
+        ctx, b = self.ctx, self.ctx.builder
+        t = b.load(self.length)
+        with b.if_then(b.icmp_signed("==", t, b.load(self.capacity))):
+            self._grow()
+        for k, arr in enumerate(self.parts):
+            copy(ctx, arr, self.view(t, k))
+        b.store(b.add(t, ctx.i64(1)), self.length)
+
+    def _grow(self):
+        ctx, b = self.ctx, self.ctx.builder
+        cap = b.load(self.capacity)
+        empty = b.icmp_signed("==", cap, ctx.i64(0))
+        new_cap = b.select(empty, ctx.i64(16), b.mul(cap, ctx.i64(2)))
+        realloc = ctx.function("realloc", i8p, [i8p, i64])
+        ptr = b.call(realloc, [b.load(self.slot), b.mul(new_cap, self.record)])
+        # on failure the old block stays in the slot, for the exit path to free
+        ctx.leave_if(b.icmp_unsigned("==", ptr, ir.Constant(i8p, None)), no_memory=True)
+        b.store(ptr, self.slot)
+        b.store(new_cap, self.capacity)
+
+    def view(self, t, k) -> Arr:
+        """Part ``k`` as recorded at step ``t``."""
+        ctx, b = self.ctx, self.ctx.builder
+        arr = self.parts[k]
+        data = b.gep(b.load(self.slot), [b.add(b.mul(t, self.record), self.offsets[k])])
+        strides = contiguous_strides(b, arr.shape, arr.dtype.itemsize, ctx.i64)
+        return Arr(data, arr.shape, strides, arr.dtype, arr.dims, True)
+
+    def free(self):
+        b = self.ctx.builder
+        b.call(self.ctx.function("free", ir.VoidType(), [i8p]), [b.load(self.slot)])
+        b.store(ir.Constant(i8p, None), self.slot)
+
+
+def lower_while_grad(ctx, node, args):
+    """The loop, recording each step's incoming state on a `_Tape`; then the step's VJP from
+    the last step back to the first, reading the tape."""
+    p = node.params
+    n = p["n_state"]
+    n_caps = len(p["body"].inputs) - n
+    init, caps, seeds = args[:n], args[n:n + n_caps], args[n + n_caps:]
+    outs = [ctx.new_array(v) for v in node.outputs]
+    state, grads = outs[:n], outs[n:]
+    for c, s in zip(init, state):
+        copy(ctx, c, s)
+    tape = _Tape(ctx, state)
+    _run_while(ctx, p, state, caps, tape.push)
+    for g, out in zip(seeds, grads):
+        copy(ctx, g, out)
+    for acc in grads[len(seeds):]:
+        _fill_zero(ctx, acc)
+    _run_backward(ctx, p["vjp"], tape, caps, grads)
+    tape.free()
+    return outs
+
+
+def _run_backward(ctx, vjp, tape, caps, grads):
+    """grads = vjp(recorded state, caps, grads) for the recorded steps, last to first."""
+    from ..program import lower_body
+    b = ctx.builder
+    n = b.load(tape.length)
+    ctx.push_frame(_preheader(ctx, "while_grad"))
+    with ctx.loop(n, "while_grad") as i:
+        t = b.sub(b.sub(n, ctx.i64(1)), i)
+        recorded = [tape.view(t, k) for k in range(len(tape.parts))]
+        env = dict(zip(vjp.inputs, recorded + list(caps) + list(grads)))
+        _commit(ctx, lower_body(ctx, vjp, env), grads)
+    ctx.pop_frame()
+
+
+def _fill_zero(ctx, arr):
+    zero = ir.Constant(value_type(arr.dtype), 0)
+    for_each(ctx, arr.shape, [align(ctx, arr, arr.dims)],
+             lambda offsets, _: ctx.store(arr, offsets[0], zero))
 
 
 def lower_cond(ctx, node, args):
@@ -110,4 +220,5 @@ def lower_cond(ctx, node, args):
     return outs
 
 
-LOWER = {"scan": lower_scan, "while": lower_while, "cond": lower_cond}
+LOWER = {"scan": lower_scan, "while": lower_while, "while_grad": lower_while_grad,
+         "cond": lower_cond}

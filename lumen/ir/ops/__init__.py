@@ -24,7 +24,8 @@ MOVEMENT = ops_of_kind(Kind.MOVEMENT)
 CONTROL = ops_of_kind(Kind.CONTROL)
 
 #: The parameters of a control-flow node that hold nested graphs.
-BODY_PARAMS = {"scan": ("body",), "while": ("cond", "body"), "cond": ("true", "false")}
+BODY_PARAMS = {"scan": ("body",), "while": ("cond", "body"), "while_grad": ("cond", "body", "vjp"),
+               "cond": ("true", "false")}
 
 __all__ = ["OPS", "OpDef", "Kind", "ELEMENTWISE", "REDUCE", "MOVEMENT", "CONTROL", "BODY_PARAMS",
            "ops_of_kind"]

@@ -1,5 +1,5 @@
-"""Control flow: `scan`, `while`, `cond`. Each holds nested graphs (bodies) whose sizes are the
-enclosing function's `Dim`s, so a body is lowered inside the same native function.
+"""Control flow: `scan`, `while`, `while_grad`, `cond`. Each holds nested graphs (bodies) whose
+sizes are the enclosing function's `Dim`s, so a body is lowered inside the same native function.
 
 - ``scan``: inputs = initial carries, sequences (xs), captured values. The body maps
   (carries, one slice of each sequence, captured) -> (new carries, per-step outputs); the node
@@ -7,6 +7,14 @@ enclosing function's `Dim`s, so a body is lowered inside the same native functio
   length ``length`` (a run-time size).
 - ``while``: inputs = initial state, captured values; ``cond`` maps (state, captured) -> a
   0-d bool, ``body`` maps (state, captured) -> state; returns the final state.
+- ``while_grad``: reverse mode through a while loop. inputs = initial state, captured values,
+  cotangents of the final state's float parts; ``cond`` / ``body`` as in ``while``, ``vjp`` maps
+  (state, captured, cotangents of the next state's float parts, captured values' cotangents so
+  far) -> (cotangents of the state's float parts, captured values' cotangents after the step).
+  The loop runs recording each step's incoming state, then ``vjp`` runs from the last step back
+  to the first; returns the final state, then the cotangents of the initial state's and of the
+  captured values' float parts. Its trip count is known only at run time, so the recorded
+  states never appear as IR values.
 - ``cond``: inputs = predicate, operands, captured values; ``true`` / ``false`` map
   (operands, captured) -> results of the same types; only the branch taken runs.
 """
@@ -65,6 +73,28 @@ def _while_reference(arrays, params, shapes):
     return state
 
 
+def _while_grad_infer(types, params):
+    return [o.type for o in params["body"].outputs] + [o.type for o in params["vjp"].outputs], []
+
+
+def _while_grad_reference(arrays, params, shapes):
+    from ..interpret import interpret
+    body, n_state = params["body"], params["n_state"]
+    n_caps = len(body.inputs) - n_state
+    state, captured = list(arrays[:n_state]), list(arrays[n_state:n_state + n_caps])
+    cot = list(arrays[n_state + n_caps:])
+    acc = [np.zeros(np.shape(a), v.dtype) for a, v in zip(captured, body.inputs[n_state:])
+           if v.dtype.kind == "f"]
+    tape = []
+    while bool(interpret(params["cond"], state + captured, shapes=shapes)[0]):
+        tape.append(state)
+        state = list(interpret(body, state + captured, shapes=shapes))
+    for recorded in reversed(tape):
+        out = interpret(params["vjp"], recorded + captured + cot + acc, shapes=shapes)
+        cot, acc = out[:len(cot)], out[len(cot):]
+    return state + cot + acc
+
+
 def _cond_infer(types, params):
     return [o.type for o in params["true"].outputs], []
 
@@ -78,6 +108,7 @@ def _cond_reference(arrays, params, shapes):
 OPS = {
     "scan": OpDef("scan", Kind.CONTROL, _scan_infer, _scan_reference),
     "while": OpDef("while", Kind.CONTROL, _while_infer, _while_reference),
+    "while_grad": OpDef("while_grad", Kind.CONTROL, _while_grad_infer, _while_grad_reference),
     "cond": OpDef("cond", Kind.CONTROL, _cond_infer, _cond_reference),
 }
 
