@@ -436,3 +436,14 @@ def test_stabilised_inner_value_used_twice():
     f = lambda x: np.sum(np.log(sc.expit(x)) + 2 * sc.expit(x))  # noqa: E731
     g = lumen.grad(f)(Z)
     np.testing.assert_allclose(g, sc.expit(-Z) + 2 * sc.expit(Z) * sc.expit(-Z), rtol=1e-13, atol=0)
+
+
+def test_lop_of_an_output_returned_twice_sums_the_cotangents():
+    def f(x):
+        s = np.sin(x)
+        return s, s
+    x, u, v = np.array([0.5, 1.0]), np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    want = (u + v) * np.cos(x)
+    np.testing.assert_allclose(lumen.lop(f, (x,), (u, v))[0], want, rtol=1e-12)
+    np.testing.assert_allclose(lumen.jit(lambda x, u, v: lumen.lop(f, (x,), (u, v)))(x, u, v)[0], want,
+                rtol=1e-12)

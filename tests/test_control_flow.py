@@ -27,6 +27,11 @@ def rnn_args():
             rng.standard_normal((n_h, n_h)) * 0.5, rng.standard_normal(n_h))
 
 
+def _products(graph) -> int:
+    """Matrix products at the top level of ``graph`` (plain, or BLAS gemm with a bias)."""
+    return sum(n.op in ("matmul", "gemm") for n in graph.nodes)
+
+
 def test_scan_cumsum_matches_numpy():
     f = lumen.jit(lambda xs: lumen.scan(lambda c, x: (c + x, c + x), 0.0, xs))
     xs = np.arange(1.0, 6.0)
@@ -235,6 +240,25 @@ def test_independent_scans_merge_and_dead_outputs_go():
     assert_same(ys, np.array([0.0, 0.0, 1.0, 5.0]))
 
 
+def test_merged_scans_read_a_shared_input_once():
+    """Two loops over the same sequence with the same weights: the merged loop takes each
+    outer value once, so the bodies' common work can be computed once."""
+    def f(xs, w):
+        a = lumen.scan(lambda c, x: (np.tanh(c @ w + x), c), np.zeros(3), xs)
+        b = lumen.scan(lambda c, x: (np.tanh(c @ w) * x, c), np.ones(3), xs)
+        return a[0], b[0]
+    xs, w = np.random.default_rng(0).standard_normal((5, 3)), np.eye(3) * 0.5
+    graph = lumen.jit(f).lower(xs, w).optimized_graph()
+    scan = _scan_node(graph)
+    assert len(set(scan.inputs)) == len(scan.inputs)
+    ca, cb = np.zeros(3), np.ones(3)
+    for x in xs:
+        ca, cb = np.tanh(ca @ w + x), np.tanh(cb @ w) * x
+    got = lumen.jit(f)(xs, w)
+    assert_same(got[0], ca)
+    assert_same(got[1], cb)
+
+
 def test_gauss_newton_product_is_two_loops():
     """SPEC §2: lop(f, θ, rop(f, θ, v)) of a recurrent model: the forward and R-op loops
     merged, then one backward loop."""
@@ -293,8 +317,11 @@ def test_bptt_structure_one_product_per_step(rnn_args):
     scans = [n for n in graph.nodes if n.op == "scan"]
     assert len(scans) == 2
     for scan in scans:
-        assert [n.op for n in scan.params["body"].nodes].count("matmul") == 1
-    assert [n.op for n in graph.nodes].count("matmul") >= 3     # xs@wx, dWx, dWh outside
+        assert _products(scan.params["body"]) == 1
+    assert _products(graph) >= 3                  # xs@wx, dWx, dWh outside
+    # the backward loop reads the recorded tanh outputs: the step is not computed again
+    ir = lumen.jit(lumen.grad(loss, argnums=(0, 1, 2))).lower(wx, wh, b).optimized_ir()
+    assert ir.count("tanh(") == 1
 
 
 def test_scan_of_length_one_is_unrolled():
@@ -318,10 +345,42 @@ def test_per_step_outputs_of_carries_are_computed_after_the_loop():
     xs, wh, wy = rng.standard_normal((5, 1, 4)), rng.standard_normal((4, 4)) * 0.3, \
         rng.standard_normal((4, 3))
     graph = lumen.jit(fwd).lower(xs, wh, wy).optimized_graph()
-    assert [n.op for n in _scan_node(graph).params["body"].nodes].count("matmul") == 1
-    assert [n.op for n in graph.nodes].count("matmul") == 1          # all y_t in one product
+    assert _products(_scan_node(graph).params["body"]) == 1
+    assert _products(graph) == 1                  # all y_t in one product
     h, ref = np.zeros((1, 4)), []
     for x in xs:
         h = np.tanh(x + h @ wh)
         ref.append(h @ wy)
     assert_same(lumen.jit(fwd)(xs, wh, wy), np.stack(ref))
+
+
+def test_gradient_when_a_step_returns_its_carry_as_output():
+    """``return h, h``: the carry's and the output's cotangents add up (they used to overwrite
+    each other)."""
+    w, xs = np.array([0.5, -0.3]), np.array([[0.1, 0.2], [0.3, -0.4]])
+
+    def loss(w, xs):
+        def cell(h, x):
+            h = np.tanh(h * w + x)
+            return h, h
+        return lumen.scan(cell, np.ones(2), xs)[1].sum()
+    # hand-written BPTT
+    hs, h = [], np.ones(2)
+    for x in xs:
+        hs.append((h, np.tanh(h * w + x)))
+        h = hs[-1][1]
+    gw, gh = np.zeros(2), np.zeros(2)
+    for h_prev, h in reversed(hs):
+        dz = (gh + 1.0) * (1 - h * h)
+        gw += dz * h_prev
+        gh = dz * w
+    assert_same(lumen.jit(lumen.grad(loss))(w, xs), gw, rtol=1e-12)
+    lumen.check_grad(loss, (w, xs))
+
+
+def test_gradient_when_a_branch_returns_one_value_twice():
+    def f(x):
+        a, b = lumen.cond(x > 0, lambda x: (np.sin(x), np.sin(x)), lambda x: (x, x), x)
+        return a + 3 * b
+    assert_same(lumen.grad(f)(0.5), 4 * np.cos(0.5), rtol=1e-12)
+    assert_same(lumen.grad(f)(-0.5), 4.0)

@@ -149,7 +149,9 @@ def lop(fn, args, cotangents):
         ov, cv = to_value(o), to_value(c)
         if ov.dtype.kind == "f":
             from .ops import astype, broadcast_to
-            seeds[ov] = to_value(broadcast_to(astype(Tracer(cv), ov.dtype), ov.shape))
+            g = broadcast_to(astype(Tracer(cv), ov.dtype), ov.shape)
+            # an output returned twice gets the sum of its cotangents
+            seeds[ov] = to_value(Tracer(seeds[ov]) + g if ov in seeds else g)
     cts = backward(current().builder, nodes, seeds, wrt)
     return pytree.unflatten(treedef, [Tracer(_zeros_or(c, w)) for c, w in zip(cts, wrt)])
 

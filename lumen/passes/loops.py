@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..ir.builder import GraphBuilder
 from ..ir.dims import Dim
 from ..ir.graph import Node
-from ..ir.ops import ELEMENTWISE, OPS, REDUCE
+from ..ir.ops import CONTROL, ELEMENTWISE, OPS, REDUCE
 from .rebuild import Rebuilder
 
 _NEVER_MOVED = ("const", "iota", "dim")
@@ -223,7 +223,7 @@ def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb):
         else:
             m, n = u.node, w.node
             r = (m.op == n.op and u.index == w.index and len(m.inputs) == len(n.inputs) and
-                 m.op not in ("scan", "while", "cond") and m.params == n.params and
+                 m.op not in CONTROL and m.params == n.params and
                  all(same(x, y) for x, y in zip(m.inputs, n.inputs)))
         memo[key] = r
         return r
@@ -245,6 +245,23 @@ def _duplicate_carries(a, b):
     return dup
 
 
+def _shared_inputs(a, b):
+    """{input position in b: position in a} for sequences and captured values both scans
+    read from one outer value: the merged body reads them once, so that common work of the
+    two bodies is computed once (CSE)."""
+    na, nb = a.params["n_carry"], b.params["n_carry"]
+    xa, xb = a.params["n_xs"], b.params["n_xs"]
+    roles_a = {}
+    for i in range(na, len(a.inputs)):
+        roles_a.setdefault((i < na + xa, a.inputs[i]), i)
+    shared = {}
+    for k in range(nb, len(b.inputs)):
+        i = roles_a.get((k < nb + xb, b.inputs[k]))
+        if i is not None:
+            shared[k] = i
+    return shared
+
+
 def _merge(graph, a, b):
     """``graph`` with scans ``a`` and ``b`` replaced by one scan (at ``b``'s position, which
     comes after everything either depends on); a carry of b that duplicates one of a is
@@ -254,13 +271,16 @@ def _merge(graph, a, b):
     na, nb = pa["n_carry"], pb["n_carry"]
     xa, xb = pa["n_xs"], pb["n_xs"]
     dup = _duplicate_carries(a, b)
+    same = {**dup, **_shared_inputs(a, b)}
     kept_b = [j for j in range(nb) if j not in dup]
+    kept_xs = [k for k in range(nb, nb + xb) if k not in same]
+    kept_caps = [k for k in range(nb + xb, len(bb.inputs)) if k not in same]
     body = GraphBuilder("scan_body")
     ins_a = [body.add_input(v.type, f"a{i}") for i, v in enumerate(ba.inputs)]
-    ins_b = [ins_a[dup[k]] if k in dup else body.add_input(v.type, f"b{k}")
+    ins_b = [ins_a[same[k]] if k in same else body.add_input(v.type, f"b{k}")
              for k, v in enumerate(bb.inputs)]
-    order = ins_a[:na] + [ins_b[j] for j in kept_b] + ins_a[na:na + xa] + ins_b[nb:nb + xb] + \
-        ins_a[na + xa:] + ins_b[nb + xb:]
+    order = ins_a[:na] + [ins_b[j] for j in kept_b] + ins_a[na:na + xa] + \
+        [ins_b[k] for k in kept_xs] + ins_a[na + xa:] + [ins_b[k] for k in kept_caps]
     outs = []
     for g, ins in ((ba, ins_a), (bb, ins_b)):
         env = dict(zip(g.inputs, ins))
@@ -273,7 +293,7 @@ def _merge(graph, a, b):
     merged_body.inputs = order
     ia, ib = a.inputs, b.inputs
     inputs = list(ia[:na]) + [ib[j] for j in kept_b] + list(ia[na:na + xa]) + \
-        list(ib[nb:nb + xb]) + list(ia[na + xa:]) + list(ib[nb + xb:])
+        [ib[k] for k in kept_xs] + list(ia[na + xa:]) + [ib[k] for k in kept_caps]
     rb = Rebuilder(graph)
     deferred, waiting = [], set(a.outputs)     # nodes between a and b that read a's results
     for node in graph.nodes:
@@ -281,7 +301,7 @@ def _merge(graph, a, b):
             continue
         if node is b:
             nk = len(kept_b)
-            params = dict(pa, body=merged_body, n_carry=na + nk, n_xs=xa + xb)
+            params = dict(pa, body=merged_body, n_carry=na + nk, n_xs=xa + len(kept_xs))
             ins = [rb[v] for v in inputs]
             types = OPS["scan"].infer([v.type for v in ins], params)[0]
             merged = rb.add_node(Node("scan", ins, params, types, b.loc, a.checks + b.checks))

@@ -1,4 +1,5 @@
-"""Derivatives of scan and cond: new control-flow nodes whose bodies are derivative graphs.
+"""Derivatives of scan and cond: new control-flow nodes whose bodies are derivative graphs
+(while loops: `rules.while_loop`).
 
 - JVP of scan: a scan that carries tangents next to the carries (forward mode through time).
 - VJP of scan: back-propagation through time: a forward scan that also records each step's
@@ -10,6 +11,8 @@ Both rules take and return one (co)tangent per node output / input (None: zero).
 from __future__ import annotations
 
 from ...ir.builder import GraphBuilder
+from ...ir.graph import Value
+from ...ir.ops import MOVEMENT
 from ..emit import Emitter
 
 
@@ -26,6 +29,15 @@ def replay(builder, graph, inputs):
         new = builder.emit(node.op, [env[v] for v in node.inputs], node.loc, **node.params)
         env.update(zip(node.outputs, new.outputs))
     return builder.nodes[start:], [env[v] for v in graph.outputs]
+
+
+def summed_seeds(e, pairs) -> dict:
+    """{value: cotangent} from (value, cotangent) pairs, summed where a value repeats (a body
+    returning one value twice, as a carry and as a per-step output: ``return h, h``)."""
+    seeds = {}
+    for v, g in pairs:
+        seeds[v] = e.add(seeds[v], g) if v in seeds else g
+    return seeds
 
 
 def _zeros(e, v):
@@ -77,21 +89,16 @@ def scan_jvp(e, node, ts):
 
 
 def scan_vjp(e, node, gs):
+    """BPTT. The step's VJP is built first; the loop-variant values of the step that it reads
+    (a tanh's output, say) become residuals: the recording forward scan stacks them and the
+    backward scan reads them instead of computing the step again."""
     from ..transform import backward
     p = node.params
     body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
     ins = node.inputs
     carries, xs, caps = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
     ny = len(body.outputs) - nc
-    # 1. the forward pass again, recording every step's incoming carries
-    rec = GraphBuilder("scan_record")
-    r_in = [rec.add_input(v.type, f"r{i}") for i, v in enumerate(body.inputs)]
-    _, r_out = replay(rec, body, r_in)
-    record = rec.build(r_out + r_in[:nc])
-    fwd = e.builder.emit("scan", list(ins), e.loc, body=record, n_carry=nc, n_xs=nx,
-                         reverse=p["reverse"], length=p["length"]).outputs
-    stacked_carries = fwd[nc + ny:]
-    # 2. the backward scan
+    # 1. the backward step: the step replayed and differentiated
     f_carry = [i for i in range(nc) if _float(carries[i])]
     f_caps = [i for i in range(len(caps)) if _float(caps[i])]
     g_ys = [k for k in range(ny) if gs[nc + k] is not None]
@@ -103,11 +110,10 @@ def scan_vjp(e, node, gs):
     gy_in = [b.add_input(body.outputs[nc + k].type, f"gy{k}") for k in g_ys]
     cap_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(body.inputs[nc + nx:])]
     nodes, outs = replay(b, body, c_in + x_in + cap_in)
-    seeds = {outs[i]: g for i, g in zip(f_carry, gc_in)}
-    seeds.update({outs[nc + k]: g for k, g in zip(g_ys, gy_in)})
-    wrt = c_in + x_in + cap_in
-    cts = backward(b, nodes, seeds, wrt)
     be = Emitter(b)
+    seeds = summed_seeds(be, [(outs[i], g) for i, g in zip(f_carry, gc_in)] +
+                         [(outs[nc + k], g) for k, g in zip(g_ys, gy_in)])
+    cts = backward(b, nodes, seeds, c_in + x_in + cap_in)
     new_gc = [cts[i] if cts[i] is not None else _zeros(be, c_in[i]) for i in f_carry]
     new_acc = []
     for j, i in enumerate(f_caps):
@@ -115,13 +121,27 @@ def scan_vjp(e, node, gs):
         new_acc.append(be.add(acc_in[j], g) if g is not None else acc_in[j])
     f_xs = [i for i in range(nx) if _float(xs[i])]
     gx = [cts[nc + i] if cts[nc + i] is not None else _zeros(be, x_in[i]) for i in f_xs]
-    grad_body = b.build(new_gc + new_acc + gx)
+    grad_outputs = new_gc + new_acc + gx
+    residuals = _residuals(b, nodes, set(c_in + x_in), grad_outputs)
+    grad_body = _read_residuals(b, residuals, grad_outputs, before=len(b.inputs) - len(cap_in))
+    # 2. the forward pass again, recording every step's incoming carries and the residuals
+    rec = GraphBuilder("scan_record")
+    r_in = [rec.add_input(v.type, f"r{i}") for i, v in enumerate(body.inputs)]
+    r_nodes, r_out = replay(rec, body, r_in)
+    position = {v: (k, v.index) for k, n in enumerate(nodes) for v in n.outputs}
+    recorded = [r_nodes[position[v][0]].outputs[position[v][1]] for v in residuals]
+    record = rec.build(r_out + r_in[:nc] + recorded)
+    fwd = e.builder.emit("scan", list(ins), e.loc, body=record, n_carry=nc, n_xs=nx,
+                         reverse=p["reverse"], length=p["length"]).outputs
+    stacked_carries, stacked_residuals = fwd[nc + ny:nc + ny + nc], fwd[nc + ny + nc:]
+    # 3. the backward scan
     gc0 = [gs[i] if gs[i] is not None else _zeros(e, carries[i]) for i in f_carry]
     acc0 = [_zeros(e, caps[i]) for i in f_caps]
-    inputs = gc0 + acc0 + list(stacked_carries) + list(xs) + [gs[nc + k] for k in g_ys] + list(caps)
+    inputs = gc0 + acc0 + list(stacked_carries) + list(xs) + [gs[nc + k] for k in g_ys] + \
+        list(stacked_residuals) + list(caps)
     back = e.builder.emit("scan", inputs, e.loc, body=grad_body,
                           n_carry=len(f_carry) + len(f_caps),
-                          n_xs=nc + nx + len(g_ys), reverse=not p["reverse"],
+                          n_xs=nc + nx + len(g_ys) + len(residuals), reverse=not p["reverse"],
                           length=p["length"]).outputs
     result = [None] * len(ins)
     for j, i in enumerate(f_carry):
@@ -131,6 +151,39 @@ def scan_vjp(e, node, gs):
     for j, i in enumerate(f_xs):
         result[nc + i] = back[len(f_carry) + len(f_caps) + j]
     return result
+
+
+def _residuals(b, replayed, step_inputs, outputs):
+    """The values of the replayed step that its VJP reads and that change from step to step
+    (depend on the carries or the sequences), except views of the step's inputs, which are
+    free to recompute."""
+    replayed_ids = {id(n) for n in replayed}
+    variant, free = set(step_inputs), set(step_inputs)
+    for n in replayed:
+        if any(v in variant for v in n.inputs):
+            variant.update(n.outputs)
+            if n.op in MOVEMENT and all(v in free or v not in variant for v in n.inputs):
+                free.update(n.outputs)
+    read = [v for n in b.nodes if id(n) not in replayed_ids for v in n.inputs] + list(outputs)
+    found = []
+    for v in read:
+        if v in variant and v not in free and v not in found:
+            found.append(v)
+    return found
+
+
+def _read_residuals(b, residuals, outputs, before):
+    """The graph of ``b`` where the VJP's nodes read the residuals from new sequence inputs
+    (inserted at ``before``) instead of the replayed step; the replay is then dead code."""
+    fresh = {}
+    for k, v in enumerate(residuals):
+        fresh[v] = Value(v.type)
+        b.inputs.insert(before + k, fresh[v])
+        b.input_names.insert(before + k, f"res{k}")
+    for n in b.nodes:
+        if any(v in fresh for v in n.inputs):
+            n.inputs = tuple(fresh.get(v, v) for v in n.inputs)
+    return b.build([fresh.get(v, v) for v in outputs])
 
 
 # -- cond -----------------------------------------------------------------------------------------
@@ -176,8 +229,9 @@ def cond_vjp(e, node, gs):
         x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(branch.inputs)]
         g_in = [b.add_input(branch.outputs[k].type, f"g{k}") for k in g_outs]
         nodes, outs = replay(b, branch, x_in)
-        cts = backward(b, nodes, {outs[k]: g for k, g in zip(g_outs, g_in)}, x_in)
         be = Emitter(b)
+        cts = backward(b, nodes, summed_seeds(be, [(outs[k], g) for k, g in zip(g_outs, g_in)]),
+                       x_in)
         graphs.append(b.build([cts[i] if cts[i] is not None else _zeros(be, x_in[i]) for i in f_ops]))
     inputs = [node.inputs[0]] + list(ops) + [gs[k] for k in g_outs]
     out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs
@@ -187,45 +241,5 @@ def cond_vjp(e, node, gs):
     return result
 
 
-# -- while ----------------------------------------------------------------------------------------
-
-def while_jvp(e, node, ts):
-    """A while loop carrying tangents next to the state (the condition reads the state only)."""
-    from ..transform import forward
-    p = node.params
-    n = p["n_state"]
-    state, caps = node.inputs[:n], node.inputs[n:]
-    t_state = [i for i in range(n) if _float(state[i])]
-    t_caps = [i for i in range(len(caps)) if ts[n + i] is not None]
-
-    def inputs_of(b, graph):
-        s_in = [b.add_input(v.type, f"s{i}") for i, v in enumerate(graph.inputs[:n])]
-        ts_in = [b.add_input(graph.inputs[i].type, f"ts{i}") for i in t_state]
-        c_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(graph.inputs[n:])]
-        tc_in = [b.add_input(graph.inputs[n + i].type, f"tcap{i}") for i in t_caps]
-        return s_in, ts_in, c_in, tc_in
-
-    cb = GraphBuilder("while_jvp_cond")
-    s_in, _, c_in, _ = inputs_of(cb, p["cond"])
-    _, (pred,) = replay(cb, p["cond"], s_in + c_in)
-    cond = cb.build([pred])
-    bb = GraphBuilder("while_jvp_body")
-    s_in, ts_in, c_in, tc_in = inputs_of(bb, p["body"])
-    nodes, outs = replay(bb, p["body"], s_in + c_in)
-    seeds = {s_in[i]: t for i, t in zip(t_state, ts_in)}
-    seeds.update({c_in[i]: t for i, t in zip(t_caps, tc_in)})
-    tangents = forward(bb, nodes, seeds)
-    be = Emitter(bb)
-    body = bb.build(outs + [tangents.get(outs[i]) or _zeros(be, outs[i]) for i in t_state])
-    ts0 = [ts[i] if ts[i] is not None else _zeros(e, state[i]) for i in t_state]
-    inputs = list(state) + ts0 + list(caps) + [ts[n + i] for i in t_caps]
-    out = e.builder.emit("while", inputs, e.loc, cond=cond, body=body,
-                         n_state=n + len(t_state)).outputs
-    result = [None] * n
-    for j, i in enumerate(t_state):
-        result[i] = out[n + j]
-    return result
-
-
-JVP = {"scan": scan_jvp, "cond": cond_jvp, "while": while_jvp}
+JVP = {"scan": scan_jvp, "cond": cond_jvp}
 VJP = {"scan": scan_vjp, "cond": cond_vjp}
