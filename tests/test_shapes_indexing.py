@@ -728,6 +728,20 @@ def test_matmul_strided_operands(dtype, la):
         compare(_MATMUL(a, b), (a @ b, a @ b))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("la", sorted(LAYOUT_A))
+def test_matmul_single_row_or_column(dtype, la):
+    """A product with one row or one column goes through ?gemv: every layout of both sides."""
+    base_a, base_b = sample((6, 8), dtype), sample((8, 10), dtype, 1)
+    gemm = lumen.jit(lambda a, b, c: 0.5 * (a @ b) + 2.0 * c)
+    for lb in sorted(LAYOUT_B):
+        a, b = LAYOUT_A[la](base_a), LAYOUT_B[lb](base_b)
+        for x, y in ((a[1:2], b), (a, b[:, 2:3]), (a[2:3], b[:, 1:2]), (a[None, 1], b)):
+            compare(_MATMUL(x, y), (x @ y, x @ y))
+        c = sample((1, b.shape[1]), dtype, 2)
+        assert_same(gemm(a[1:2], b, c), 0.5 * (a[1:2] @ b) + 2.0 * c, rtol=1e-5)
+
+
 def test_matmul_inside_transposes():
     check(lambda x, m: (x @ m.T, np.matmul(x, m.T[None]), m.T @ x[0], x.transpose(0, 2, 1) @ x,
                         (x[:, ::2] @ m[::-1].T).sum(axis=0), x[::-1] @ V, V @ x.mT), X, M)

@@ -86,12 +86,13 @@ class _Gemm:
         self.n = b_.shape[-1]
         self.a = self._prepare(a)
         self.b = self._prepare(b_)
-        name = "lumen_sgemm" if out.dtype == np.float32 else "lumen_dgemm"
+        prefix = "lumen_s" if out.dtype == np.float32 else "lumen_d"
         ft = f32 if out.dtype == np.float32 else f64
-        p32 = i32.as_pointer()
-        self.fn = ctx.function(name, ir.VoidType(),
-                               [i8p, i8p, p32, p32, p32, ft.as_pointer(), i8p, p32, i8p, p32,
-                                ft.as_pointer(), i8p, p32])
+        p32, pf = i32.as_pointer(), ft.as_pointer()
+        self.fn = ctx.function(prefix + "gemm", ir.VoidType(),
+                               [i8p, i8p, p32, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
+        self.gemv = ctx.function(prefix + "gemv", ir.VoidType(),
+                                 [i8p, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
         self.ft = ft
 
     def _prepare(self, x):
@@ -147,24 +148,71 @@ class _Gemm:
         return _Prepared(arr, trans, ld)
 
     def call(self, off_c, off_a, off_b):
+        """One product: ?gemv when a side is a single row or column (BLAS's gemm would pack the
+        whole matrix for one row: 3x slower at 1000x1000, the recurrent step of an RNN), else
+        ?gemm. C^T = B^T A^T in BLAS's column-major terms."""
         ctx, b = self.ctx, self.ctx.builder
-        # batch offsets were computed with the original strides; recompute for copies
-        a_data, a_trans, a_ld = self.a.arr.data, self.a.trans, self.a.ld
-        b_data, b_trans, b_ld = self.b.arr.data, self.b.trans, self.b.ld
-        slot = lambda v, t=i32: self._store(ctx.alloca(t), v)
-        trans_a = self._store(ctx.alloca(i8), a_trans)
-        trans_b = self._store(ctx.alloca(i8), b_trans)
-        m = slot(b.trunc(self.m, i32))
-        n = slot(b.trunc(self.n, i32))
-        k = slot(b.trunc(self.k, i32))
-        lda = slot(b.trunc(a_ld, i32))
-        ldb = slot(b.trunc(b_ld, i32))
-        ldc_v = b.select(b.icmp_signed("<", self.n, ctx.i64(1)), ctx.i64(1), self.n)
-        ldc = slot(b.trunc(ldc_v, i32))
-        alpha = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, float(self.alpha)))
-        beta = self._store(ctx.alloca(self.ft), ir.Constant(self.ft, float(self.beta)))
-        b.call(self.fn, [trans_b, trans_a, n, m, k, alpha, b.gep(b_data, [off_b]), ldb,
-                         b.gep(a_data, [off_a]), lda, beta, b.gep(self.out.data, [off_c]), ldc])
+        one = ctx.i64(1)
+        vector = b.and_(b.or_(b.icmp_signed("==", self.m, one), b.icmp_signed("==", self.n, one)),
+                        b.icmp_signed(">=", self.k, one))
+        a_ptr = b.gep(self.a.arr.data, [off_a])
+        b_ptr = b.gep(self.b.arr.data, [off_b])
+        c_ptr = b.gep(self.out.data, [off_c])
+        with b.if_else(vector) as (gemv, gemm):
+            with gemv:
+                with b.if_else(b.icmp_signed("==", self.m, one)) as (row, column):
+                    with row:
+                        self._row_times_matrix(a_ptr, b_ptr, c_ptr)
+                    with column:
+                        self._matrix_times_column(a_ptr, b_ptr, c_ptr)
+            with gemm:
+                self._gemm(a_ptr, b_ptr, c_ptr)
+
+    def _gemm(self, a_ptr, b_ptr, c_ptr):
+        ctx, b = self.ctx, self.ctx.builder
+        ldc = b.select(b.icmp_signed("<", self.n, ctx.i64(1)), ctx.i64(1), self.n)
+        b.call(self.fn, [self._byte(self.b.trans), self._byte(self.a.trans), self._int(self.n),
+                         self._int(self.m), self._int(self.k), self._scalar(self.alpha), b_ptr,
+                         self._int(self.b.ld), a_ptr, self._int(self.a.ld),
+                         self._scalar(self.beta), c_ptr, self._int(ldc)])
+
+    def _row_times_matrix(self, a_ptr, b_ptr, c_ptr):
+        """m == 1: c (n) = op(B) (n x k) . a (k); a's elements are ld apart when A is stored
+        transposed."""
+        ctx, b = self.ctx, self.ctx.builder
+        b_plain = self._is_plain(self.b.trans)
+        rows = b.select(b_plain, self.n, self.k)
+        cols = b.select(b_plain, self.k, self.n)
+        inc_a = b.select(self._is_plain(self.a.trans), ctx.i64(1), self.a.ld)
+        self._call_gemv(self.b.trans, rows, cols, b_ptr, self.b.ld, a_ptr, inc_a, c_ptr)
+
+    def _matrix_times_column(self, a_ptr, b_ptr, c_ptr):
+        """n == 1: c (m) = op(A)^T-in-BLAS-terms (m x k) . b (k)."""
+        ctx, b = self.ctx, self.ctx.builder
+        a_plain = self._is_plain(self.a.trans)
+        trans = b.select(a_plain, ir.Constant(i8, ord("T")), ir.Constant(i8, ord("N")))
+        rows = b.select(a_plain, self.k, self.m)
+        cols = b.select(a_plain, self.m, self.k)
+        inc_b = b.select(self._is_plain(self.b.trans), self.b.ld, ctx.i64(1))
+        self._call_gemv(trans, rows, cols, a_ptr, self.a.ld, b_ptr, inc_b, c_ptr)
+
+    def _call_gemv(self, trans, rows, cols, mat, ld, vec, inc, out):
+        self.ctx.builder.call(self.gemv, [
+            self._byte(trans), self._int(rows), self._int(cols), self._scalar(self.alpha), mat,
+            self._int(ld), vec, self._int(inc), self._scalar(self.beta), out,
+            self._int(self.ctx.i64(1))])
+
+    def _is_plain(self, trans):
+        return self.ctx.builder.icmp_unsigned("==", trans, ir.Constant(i8, ord("N")))
+
+    def _byte(self, v):
+        return self._store(self.ctx.alloca(i8), v)
+
+    def _int(self, v):
+        return self._store(self.ctx.alloca(i32), self.ctx.builder.trunc(v, i32))
+
+    def _scalar(self, x):
+        return self._store(self.ctx.alloca(self.ft), ir.Constant(self.ft, float(x)))
 
     def _store(self, slot, v):
         self.ctx.builder.store(v, slot)

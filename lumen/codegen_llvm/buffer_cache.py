@@ -1,0 +1,95 @@
+"""Large work buffers kept from one call of a compiled function to the next.
+
+A fresh multi-megabyte buffer costs a page fault per 4 KiB on first touch, every call (a
+fifth of an RNN gradient's time at H = 1000). Each top-level or loop-preheader buffer site of
+a function gets a global cell; a call takes the cell's buffer with an atomic exchange (so
+concurrent calls never share one: a call that finds the cell empty allocates) and puts it
+back on exit. Only buffers between 1 MiB and 256 MiB are kept; smaller ones are cheap to
+allocate and larger ones are not worth holding on to between calls.
+
+A kept block starts with a 64-byte header holding its capacity; the data follows it. Fresh
+blocks of 4 MiB or more ask for transparent huge pages on their 2 MiB-aligned interior, as
+NumPy does for its arrays.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from .llvmtypes import i8p, i32, i64
+
+HEADER = 64
+KEEP_MIN, KEEP_MAX = 1 << 20, 1 << 28
+HUGE_BUFFER, HUGE_PAGE, MADV_HUGEPAGE = 1 << 22, 1 << 21, 14
+
+
+def new_cell(module: ir.Module, name: str) -> ir.GlobalVariable:
+    """A module-private cell holding the block kept by one buffer site (null: none)."""
+    cell = ir.GlobalVariable(module, i8p, module.get_unique_name(f"kept.{name}"))
+    cell.linkage = "internal"
+    cell.initializer = ir.Constant(i8p, None)
+    return cell
+
+
+def take_function(ctx) -> ir.Function:
+    """``i8* take(i8** cell, i64 nbytes)``: the kept block's data if it is big enough, else a
+    fresh block's (null when out of memory)."""
+    fn = ctx.module.globals.get("lumen.buffer_take")
+    if fn is not None:
+        return fn
+    fn = ir.Function(ctx.module, ir.FunctionType(i8p, [i8p.as_pointer(), i64]), "lumen.buffer_take")
+    fn.linkage = "internal"
+    cell, nbytes = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    free = ctx.function("free", ir.VoidType(), [i8p])
+    kept = b.atomic_rmw("xchg", cell, ir.Constant(i8p, None), "acq_rel")
+    with b.if_then(b.icmp_unsigned("!=", kept, ir.Constant(i8p, None))):
+        capacity = b.load(b.bitcast(kept, i64.as_pointer()))
+        with b.if_then(b.icmp_unsigned(">=", capacity, nbytes)):
+            b.ret(b.gep(kept, [ir.Constant(i64, HEADER)]))
+        b.call(free, [kept])
+    total = b.add(nbytes, ir.Constant(i64, HEADER))
+    block = b.call(ctx.function("malloc", i8p, [i64]), [total])
+    with b.if_then(b.icmp_unsigned("==", block, ir.Constant(i8p, None))):
+        b.ret(block)
+    b.store(nbytes, b.bitcast(block, i64.as_pointer()))
+    _advise_huge_pages(ctx, b, block, total)
+    b.ret(b.gep(block, [ir.Constant(i64, HEADER)]))
+    return fn
+
+
+def keep_function(ctx) -> ir.Function:
+    """``void keep(i8** cell, i8* data)``: put a block taken from ``cell`` back (freeing the
+    one another call put there meanwhile), or free it if it is outside the kept sizes."""
+    fn = ctx.module.globals.get("lumen.buffer_keep")
+    if fn is not None:
+        return fn
+    fn = ir.Function(ctx.module, ir.FunctionType(ir.VoidType(), [i8p.as_pointer(), i8p]),
+                     "lumen.buffer_keep")
+    fn.linkage = "internal"
+    cell, data = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    free = ctx.function("free", ir.VoidType(), [i8p])
+    with b.if_then(b.icmp_unsigned("==", data, ir.Constant(i8p, None))):
+        b.ret_void()
+    block = b.gep(data, [ir.Constant(i64, -HEADER)])
+    capacity = b.load(b.bitcast(block, i64.as_pointer()))
+    small = b.icmp_unsigned("<", capacity, ir.Constant(i64, KEEP_MIN))
+    large = b.icmp_unsigned(">", capacity, ir.Constant(i64, KEEP_MAX))
+    with b.if_then(b.or_(small, large)):
+        b.call(free, [block])
+        b.ret_void()
+    old = b.atomic_rmw("xchg", cell, block, "acq_rel")
+    with b.if_then(b.icmp_unsigned("!=", old, ir.Constant(i8p, None))):
+        b.call(free, [old])
+    b.ret_void()
+    return fn
+
+
+def _advise_huge_pages(ctx, b, block, nbytes):
+    with b.if_then(b.icmp_unsigned(">=", nbytes, ir.Constant(i64, HUGE_BUFFER))):
+        addr = b.ptrtoint(block, i64)
+        start = b.and_(b.add(addr, ir.Constant(i64, HUGE_PAGE - 1)), ir.Constant(i64, -HUGE_PAGE))
+        length = b.and_(b.sub(b.add(addr, nbytes), start), ir.Constant(i64, -HUGE_PAGE))
+        with b.if_then(b.icmp_signed(">", length, ir.Constant(i64, 0))):
+            madvise = ctx.function("madvise", i32, [i8p, i64, i32])
+            b.call(madvise, [b.inttoptr(start, i8p), length, ir.Constant(i32, MADV_HUGEPAGE)])
