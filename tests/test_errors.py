@@ -28,6 +28,28 @@ def test_broadcast_mismatch_at_run_time_is_checked_in_compiled_code():
     assert f.cache_info()["compiles"] == 1
 
 
+def test_sizes_are_checked_even_where_the_computation_is_optimised_away():
+    """NumPy checks the operands of ``a + b`` even when the sum is unused, and of a product a
+    rewrite folds into BLAS; so does the compiled code."""
+    @lumen.jit
+    def dead(a, b):
+        unused = a + b               # noqa: F841
+        return a * 2
+
+    @lumen.jit
+    def update(w, x, g):
+        return w - 0.1 * (x.T @ g)   # one gemm into a copy of w: w's shape is still checked
+
+    assert_array = np.testing.assert_array_equal
+    assert_array(dead(np.ones(3), np.ones(3)), np.full(3, 2.0))
+    with pytest.raises(ValueError, match=rf"add.*{THIS_FILE}:\d+"):
+        dead(np.ones(3), np.ones(4))
+    w, x, g = np.ones((4, 5)), np.ones((2, 4)), np.ones((2, 5))
+    np.testing.assert_allclose(update(w, x, g), w - 0.1 * (x.T @ g))
+    with pytest.raises(ValueError):
+        update(np.ones((4, 6)), x, g)
+
+
 def test_matmul_core_dimension_mismatch():
     f = lumen.jit(lambda a, b: a @ b)
     with pytest.raises(ValueError, match="matmul"):
@@ -182,10 +204,19 @@ def test_out_argument_is_refused():
         lumen.jit(lambda x, y: np.add(x, 1, out=y))(np.ones(3), np.ones(3))
 
 
-def test_gpu_without_backend_raises_device_error():
-    with pytest.raises(lumen.DeviceError, match="gpu"):
-        lumen.jit(lambda x: x, device="gpu")
+def test_unknown_device_raises_device_error():
+    with pytest.raises(lumen.DeviceError, match="tpu"):
+        lumen.jit(lambda x: x, device="tpu")
     assert "cpu" in lumen.devices()
+
+
+def test_gpu_call_without_a_gpu_raises_device_error():
+    """Compiling for the GPU needs none (PTX can be inspected anywhere); running does."""
+    if "gpu" in lumen.devices():
+        pytest.skip("this machine has a usable GPU")
+    f = lumen.jit(lambda x: x + 1, device="gpu")
+    with pytest.raises(lumen.DeviceError, match="device='gpu'"):
+        f(np.ones(3))
 
 
 def test_process_survives_errors_and_function_still_works():

@@ -184,4 +184,12 @@ def _size_arithmetic(op, a, b):
     return ops.ufunc(name, a, b)
 
 
+def _size_ufunc(ufunc, method, inputs, kwargs):
+    """A NumPy ufunc of a size: the size becomes a traced integer scalar."""
+    from .tracer import Tracer
+    return getattr(ufunc, method)(*(Tracer(to_value(x)) if isinstance(x, Dim) else x
+                                    for x in inputs), **kwargs)
+
+
 dims_module.scalar_arithmetic = _size_arithmetic
+dims_module.array_ufunc = _size_ufunc

@@ -80,6 +80,12 @@ class Dim:
     def __rtruediv__(self, o): return _arith("truediv", o, self)
 
     # -- places where Python insists on a real int ------------------------------------------
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """``np.sqrt(x.shape[0])`` in traced code: a traced scalar, as NumPy gives a float."""
+        if array_ufunc is None:
+            return NotImplemented
+        return array_ufunc(ufunc, method, inputs, kwargs)
+
     def __index__(self): return concretize(self)
     def __int__(self): return concretize(self)
     def __float__(self): return float(concretize(self))
@@ -134,6 +140,9 @@ _EVAL = {
 #: Set by the frontend: ``(op, a, b) -> traced value`` for size arithmetic with a float or a
 #: traced array (``x / (x.shape[0] + 1.0)``), which NumPy computes as floats.
 scalar_arithmetic = None
+#: Set by the frontend: ``(ufunc, method, inputs, kwargs) -> traced value`` for a NumPy ufunc
+#: called on a size.
+array_ufunc = None
 
 _PYTHON_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
                "floordiv": operator.floordiv, "truediv": operator.truediv}

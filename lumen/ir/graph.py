@@ -95,6 +95,11 @@ class Node:
         return f"Node({self.op})"
 
 
+def node_site(node) -> str:
+    """How an error message names where a node came from."""
+    return f"{node.op} at {node.loc or node.op}"
+
+
 class Graph:
     """A function in SSA form: inputs, nodes in a valid execution order, outputs."""
 
@@ -110,6 +115,16 @@ class Graph:
         self.rewrites = []          # (rule name, node it replaced), from the pass that made it
         self.int_guards = []        # (argument position, int range) the trace depended on
         self.dim_aliases = {}       # input size -> the size checks proved it equals
+        self.kept_checks = []       # (Check, where) of nodes rewritten or found dead: still run
+
+    def all_checks(self):
+        """Every size check the compiled code must run: (Check, where it comes from). A node a
+        rewrite removed still had its operands' sizes checked in NumPy, and passes may have
+        relied on the sizes it proved equal."""
+        for node in self.nodes:
+            for c in node.checks:
+                yield c, node_site(node)
+        yield from self.kept_checks
 
     def __repr__(self):
         from .printer import format_graph

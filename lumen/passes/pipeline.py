@@ -7,8 +7,10 @@ Phases and what each guarantees to the next:
    ``negative``; ``1 - x`` stays ``subtract``.
 2. ``stabilize``: naive formulas replaced by stable ones (log1p, expm1, softplus, sigmoid,
    logsumexp, log-softmax, ...); rules are matched on the phase-1 form.
-3. ``specialize``: matrix product + bias / scaling -> one BLAS ``gemm``.
-4. ``unify_dims``: sizes proven equal by the graph's checks become one `Dim`.
+3. ``unify_dims``: sizes proven equal by the graph's checks become one `Dim` (checks of nodes
+   later passes remove are kept: ``Graph.all_checks``).
+4. ``specialize``: matrix product + bias / scaling / subtraction -> one BLAS ``gemm``; after
+   unify_dims, so that a gradient reshaped to its parameter's sizes is seen as the product.
 5. ``kernelize``: every elementwise and reduce node becomes a single-op ``kernel``.
 6. ``fuse``: kernels merged (elementwise chains, producers into reductions, epilogues).
 """
@@ -38,8 +40,9 @@ def _stabilize(graph, fastmath, disabled):
 PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
-    ("specialize", lambda g, fastmath, disabled: apply_rules(g, specialize.RULES, disabled)),
     ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
+    ("specialize", lambda g, fastmath, disabled: apply_rules(g, simplify.EXACT + specialize.RULES,
+                                                             disabled)),
     ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
     ("fuse", lambda g, fastmath, disabled: fuse(g)),
 )

@@ -56,4 +56,5 @@ def derived_graph(graph: Graph, nodes, outputs) -> Graph:
     g.captured = graph.captured
     g.dim_aliases = graph.dim_aliases
     g.int_guards = graph.int_guards
+    g.kept_checks = list(graph.kept_checks)
     return g

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..ir.graph import Graph, Node
+from ..ir.graph import Graph, Node, node_site
 from ..ir.ops import OPS
 from .rebuild import Rebuilder, derived_graph
 
@@ -61,7 +61,7 @@ def _one_round(graph, by_op, fired):
     """One bottom-up sweep; ``fired`` collects (rule name, the node it replaced)."""
     rb = Rebuilder(graph)
     changed = False
-    old_uses, original = {}, {}
+    old_uses, original, replaced = {}, {}, []
     for n in graph.nodes:
         for v in n.inputs:
             old_uses[v] = old_uses.get(v, 0) + 1
@@ -87,6 +87,7 @@ def _one_round(graph, by_op, fired):
             if replacement.type.dtype != node.out.dtype or replacement.ndim != node.out.ndim:
                 raise AssertionError(f"rule {rule.name} changed the type of {node.op} at {node.loc}")
             rb.map[node.out] = replacement
+            replaced.extend((c, node_site(node)) for c in node.checks)
             fired.append((rule.name, node))
             changed = True
             continue
@@ -97,16 +98,22 @@ def _one_round(graph, by_op, fired):
             rb.map[a] = b
             original[b] = a
     out = rb.finish()
+    out.kept_checks.extend(replaced)
     pruned = remove_dead(out)
     return pruned, changed or len(pruned.nodes) != len(graph.nodes)
 
 
 def remove_dead(graph: Graph) -> Graph:
+    """``graph`` without the nodes no output needs (their size checks are kept)."""
     live = set(graph.outputs)
-    keep = []
+    keep, dead = [], []
     for node in reversed(graph.nodes):
         if any(o in live for o in node.outputs):
             keep.append(node)
             live.update(node.inputs)
+        else:
+            dead.append(node)
     keep.reverse()
-    return derived_graph(graph, keep, graph.outputs)
+    g = derived_graph(graph, keep, graph.outputs)
+    g.kept_checks.extend((c, node_site(n)) for n in reversed(dead) for c in n.checks)
+    return g

@@ -45,10 +45,9 @@ def _rank(d: Dim):
 
 def _equalities(graph):
     classes = _Classes()
-    for node in graph.nodes:
-        for c in node.checks:
-            if c.kind == "eq" or (c.kind in ("bcast", "expand") and c.a.not_one and c.b.not_one):
-                classes.union(c.a, c.b)
+    for c, _where in graph.all_checks():
+        if c.kind == "eq" or (c.kind in ("bcast", "expand") and c.a.not_one and c.b.not_one):
+            classes.union(c.a, c.b)
     return classes
 
 

@@ -104,6 +104,9 @@ EXACT = (
          lambda g, x, v: x if x.dtype == v.dtype else None),
     Rule("cast_roundtrip", Pat("cast", Pat("cast", Pat.var("x"), name="mid"), name="v"),
          lambda g, x, mid, v: x if x.dtype == v.dtype and _lossless(x.dtype, mid.dtype) else None),
+    # a gradient reshaped to its parameter's sizes, once unify_dims has proved them equal
+    Rule("reshape_to_same_shape", Pat("reshape", Pat.var("x"), name="v"),
+         lambda g, x, v: x if tuple(x.shape) == tuple(v.shape) else None),
 )
 
 FASTMATH = (
