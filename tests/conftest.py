@@ -9,3 +9,6 @@ from disk).
 import os
 
 os.environ.setdefault("LUMEN_CACHE", "0")
+# The suite runs in parallel processes (-n 2) on few cores: each runs its loops on one thread
+# unless a test asks for more (tests/test_parallel.py does).
+os.environ.setdefault("LUMEN_NUM_THREADS", "1")

@@ -50,7 +50,9 @@ def lower_gather(ctx, node, args):
     def body(off, indices):
         loaded = [ctx.load(a, o) for a, o in zip(idx, off[1:])]
         ctx.store(out, off[0], ctx.load(x, x_offset(indices, loaded)))
-    for_each(ctx, out.shape, ops, body, indices=True)
+    # threads may share the points: each writes its own output element (cost: the index
+    # loads, the bounds checks and the element copied)
+    for_each(ctx, out.shape, ops, body, indices=True, cost=1 + len(idx))
     ctx.raise_flagged()
     return [out]
 

@@ -7,6 +7,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..llvmtypes import i1, value_type
+from ..parallel import MAX_CHUNKS, block_bounds, chunk_count, element_cost, parallel_range, work_of
 from .loops import Operand, align, for_each, nest
 from ...ir.ops.kernel import body_dtype as body_dtype_of
 from ...ir.ops.reduce import reduce_dtype
@@ -55,7 +56,7 @@ def lower_kernel(ctx, node, args):
         def emit(off, idx):
             v, _ = eval_body(ctx, body, load_inputs(ctx, args, off[1:], used), dtypes)
             ctx.store(out, off[0], v)
-        for_each(ctx, space_vals, ops, emit)
+        for_each(ctx, space_vals, ops, emit, cost=element_cost(body))
     else:
         _reduce(ctx, node, space, space_vals, args, operands, dtypes, out)
     ctx.raise_flagged()
@@ -169,6 +170,7 @@ def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
     out_strides = _out_strides(ctx, red, space, out)
     epilogue = _Epilogue(ctx, node, args, kept, red_dtype)
     used = used_inputs(body)
+    cost = element_cost(body)
 
     def element(off, target):
         """The body's value at ``off``, converted for accumulation in dtype ``target``."""
@@ -179,13 +181,16 @@ def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
             return v
         return cast(ctx, v, dt, target)
 
+    def new_accumulator():
+        return _Accumulator(ctx, op, axes, acc_dtype, body_dtype, element)
+
     inner = op in ("argmax", "argmin") or (axes and axes[-1] == len(space) - 1) or not kept
     if inner:
-        _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, element,
-                      acc_dtype, body_dtype, epilogue)
+        _reduce_inner(ctx, axes, kept, space_vals, operands, out, out_strides, new_accumulator,
+                      epilogue, cost)
     else:
-        _reduce_into_output(ctx, node, op, space_vals, operands, out, out_strides, element,
-                            epilogue, red_dtype)
+        _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilogue,
+                            red_dtype, kept, cost)
 
 
 def _out_strides(ctx, red, space, out):
@@ -210,76 +215,173 @@ def _offset(ctx, indices, strides, axes):
     return off
 
 
-def _reduce_inner(ctx, op, axes, kept, space_vals, operands, out, out_strides, element,
-                  acc_dtype, body_dtype, epilogue):
-    """Reduced axes innermost: an accumulator in registers per output element."""
-    b = ctx.builder
-    arg_mode = op in ("argmax", "argmin")
-    acc_t = value_type(acc_dtype)
-    blocked = op == "sum" and np.dtype(acc_dtype).kind == "f" and bool(axes)  # 0-d: no axis
-    # float max/min: a NaN-ignoring maxnum/minnum reduction (which vectorises) plus a
-    # "saw a NaN" flag, combined at the end into NumPy's NaN-propagating result
-    split_nan = op in ("max", "min") and np.dtype(acc_dtype).kind == "f"
+class _Accumulator:
+    """One reduced value in the making, in slots of the function being emitted (initialised
+    where it is created): the running value and, by op, a "saw a NaN" flag, the argmax index,
+    and a block's partial sum."""
+
+    def __init__(self, ctx, op, axes, acc_dtype, body_dtype, element):
+        self.ctx, self.op, self.axes, self.element = ctx, op, axes, element
+        self.acc_dtype, self.body_dtype = np.dtype(acc_dtype), body_dtype
+        self.acc_t = value_type(acc_dtype)
+        kind = self.acc_dtype.kind
+        self.arg_mode = op in ("argmax", "argmin")
+        self.blocked = op == "sum" and kind == "f" and bool(axes)     # 0-d: no axis
+        # float max/min: a NaN-ignoring maxnum/minnum reduction (which vectorises) plus a
+        # "saw a NaN" flag, combined at the end into NumPy's NaN-propagating result
+        self.split_nan = op in ("max", "min") and kind == "f"
+        self.acc = self._slot(self.acc_t, "acc", identity(op, acc_dtype))
+        self.saw_nan = self._slot(i1, "saw_nan", ir.Constant(i1, 0)) if self.split_nan else None
+        self.index = self._slot(value_type(np.intp), "argidx", ctx.i64(0)) if self.arg_mode \
+            else None
+        self.partial = ctx.alloca(self.acc_t, "partial") if self.blocked else None
+
+    def _slot(self, ty, name, init):
+        slot = self.ctx.alloca(ty, name)
+        self.ctx.builder.store(init, slot)
+        return slot
+
+    def state(self) -> list:
+        """The slots that hold what `merge` needs of this accumulator."""
+        return [s for s in (self.acc, self.saw_nan, self.index) if s is not None]
+
+    def run(self, space_vals, operands, off_outer, idx_outer, ranges=None):
+        """Accumulate the points of the reduced axes (over ``ranges`` where given) at the
+        kept position ``off_outer`` / ``idx_outer``."""
+        if self.blocked:
+            _blocked_sum(self.ctx, self.axes, space_vals, operands, off_outer, idx_outer,
+                         self.visit, self.acc, self.partial, ranges or {})
+        else:
+            nest(self.ctx, space_vals, operands, self.visit, self.axes, 0, off_outer,
+                 dict(idx_outer), ranges)
+
+    def visit(self, off, idx):
+        ctx, b = self.ctx, self.ctx.builder
+        v = self.element(off, self.acc_dtype)
+        if self.arg_mode:
+            self._take_better(v, idx[self.axes[-1]])
+        elif self.blocked:
+            # reassociable within a block: LLVM keeps several partial sums in vector lanes,
+            # as NumPy's pairwise sum keeps eight
+            b.store(b.fadd(b.load(self.partial), v, flags=("reassoc",)), self.partial)
+        elif self.split_nan:
+            self._fold_ignoring_nan(v, is_nan(ctx, v))
+        else:
+            b.store(combine(ctx, self.op, b.load(self.acc), v, self.acc_dtype), self.acc)
+
+    def merge(self, values):
+        """Fold in another accumulator's final `state` (values), as if its points came after
+        this one's."""
+        b = self.ctx.builder
+        if self.arg_mode:
+            self._take_better(*values)
+        elif self.split_nan:
+            self._fold_ignoring_nan(*values)
+        else:
+            b.store(combine(self.ctx, self.op, b.load(self.acc), values[0], self.acc_dtype),
+                    self.acc)
+
+    def _take_better(self, v, index):
+        b = self.ctx.builder
+        best = b.load(self.acc)
+        take = _better(self.ctx, self.op, v, best, self.body_dtype)
+        b.store(b.select(take, v, best), self.acc)
+        b.store(b.select(take, index, b.load(self.index)), self.index)
+
+    def _fold_ignoring_nan(self, v, nan):
+        b = self.ctx.builder
+        name = "llvm.maxnum" if self.op == "max" else "llvm.minnum"
+        # nnan: a NaN here makes acc poison, but the flag then discards acc
+        b.store(b.call(self.ctx.intrinsic(name, self.acc_t, 2), [b.load(self.acc), v],
+                       fastmath=("nnan", "nsz")), self.acc)
+        b.store(b.or_(b.load(self.saw_nan), nan), self.saw_nan)
+
+    def result(self, red_dtype):
+        """The reduced value, in ``red_dtype`` (the argmax index for argmax)."""
+        b = self.ctx.builder
+        if self.arg_mode:
+            return b.load(self.index)
+        acc = b.load(self.acc)
+        if self.split_nan:
+            acc = b.select(b.load(self.saw_nan), ir.Constant(self.acc_t, float("nan")), acc)
+        return cast(self.ctx, acc, self.acc_dtype, red_dtype)
+
+
+def _reduce_inner(ctx, axes, kept, space_vals, operands, out, out_strides, new_accumulator,
+                  epilogue, cost):
+    """Reduced axes innermost: an accumulator in registers per output element. Threads share
+    the output elements along the outermost kept axis; a reduction of the whole space is cut
+    into chunks instead (`_reduce_in_chunks`)."""
+    zero = [ctx.i64(0)] * len(operands)
+
+    def store(acc, idx_outer):
+        reduced = acc.result(epilogue.red_dtype)
+        ctx.store(out, _offset(ctx, idx_outer, out_strides, kept),
+                  epilogue.apply(reduced, idx_outer))
 
     def per_output(off_outer, idx_outer):
-        acc_slot = ctx.alloca(acc_t, "acc")
-        b.store(identity(op, acc_dtype), acc_slot)
-        nan_slot = ctx.alloca(ir.IntType(1), "saw_nan") if split_nan else None
-        if split_nan:
-            b.store(ir.Constant(ir.IntType(1), 0), nan_slot)
-        partial_slot = ctx.alloca(acc_t, "partial") if blocked else None
-        idx_slot = ctx.alloca(value_type(np.intp), "argidx") if arg_mode else None
-        if arg_mode:
-            b.store(ctx.i64(0), idx_slot)
+        acc = new_accumulator()
+        acc.run(space_vals, operands, off_outer, idx_outer)
+        store(acc, idx_outer)
 
-        def visit(off, idx):
-            v = element(off, acc_dtype)
-            if arg_mode:
-                best = b.load(acc_slot)
-                take = _better(ctx, op, v, best, body_dtype)
-                b.store(b.select(take, v, best), acc_slot)
-                b.store(b.select(take, idx[axes[-1]], b.load(idx_slot)), idx_slot)
-            elif blocked:
-                # reassociable within a block: LLVM keeps several partial sums in vector lanes,
-                # as NumPy's pairwise sum keeps eight
-                b.store(b.fadd(b.load(partial_slot), v, flags=("reassoc",)), partial_slot)
-            elif split_nan:
-                name = "llvm.maxnum" if op == "max" else "llvm.minnum"
-                # nnan: a NaN here makes acc poison, but the flag then discards acc
-                b.store(b.call(ctx.intrinsic(name, acc_t, 2), [b.load(acc_slot), v],
-                               fastmath=("nnan", "nsz")), acc_slot)
-                b.store(b.or_(b.load(nan_slot), is_nan(ctx, v)), nan_slot)
-            else:
-                b.store(combine(ctx, op, b.load(acc_slot), v, acc_dtype), acc_slot)
-
-        if blocked:
-            _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit,
-                         acc_slot, partial_slot)
-        else:
-            nest(ctx, space_vals, operands, visit, axes, 0, off_outer, dict(idx_outer))
-        out_off = _offset(ctx, idx_outer, out_strides, kept)
-        acc = b.load(acc_slot)
-        if split_nan:
-            acc = b.select(b.load(nan_slot), ir.Constant(acc_t, float("nan")), acc)
-        reduced = b.load(idx_slot) if arg_mode else cast(ctx, acc, acc_dtype, epilogue.red_dtype)
-        ctx.store(out, out_off, epilogue.apply(reduced, idx_outer))
-
-    nest(ctx, space_vals, operands, per_output, kept, 0, [ctx.i64(0)] * len(operands), {})
+    work = work_of(ctx, space_vals, cost)
+    if kept:
+        parallel_range(ctx, space_vals[kept[0]],
+                       lambda lo, hi: nest(ctx, space_vals, operands, per_output, kept, 0, zero,
+                                           {}, {kept[0]: (lo, hi)}), work)
+    elif axes and work is not None:
+        store(_reduce_in_chunks(ctx, new_accumulator, axes, space_vals, operands, work), {})
+    else:
+        per_output(zero, {})
 
 
-def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, acc_slot, partial_slot):
+def _reduce_in_chunks(ctx, new_accumulator, axes, space_vals, operands, work):
+    """A reduction of the whole space, cut into chunks along its outermost reduced axis (into
+    whole SUM_BLOCKs when that is the blocked axis too): each chunk is reduced into a partial
+    of its own, by whichever thread, and the partials are folded in chunk order. The chunks
+    depend on the sizes only, so the result is the same on any number of threads."""
+    b = ctx.builder
+    axis = axes[0]
+    n = space_vals[axis]
+    final = new_accumulator()
+    step = ctx.i64(SUM_BLOCK if final.blocked and len(axes) == 1 else 1)
+    units = b.sdiv(b.add(n, b.sub(step, ctx.i64(1))), step)
+    chunks = chunk_count(ctx, units, work)
+    partials = [ctx.alloca(ir.ArrayType(slot.type.pointee, MAX_CHUNKS), "partials")
+                for slot in final.state()]
+    zero = [ctx.i64(0)] * len(operands)
+
+    def reduce_chunks(lo, hi):
+        with ctx.loop(hi, "chunk", start=lo) as c:
+            first, last = block_bounds(ctx, c, chunks, units)
+            end = b.mul(last, step)
+            end = b.select(b.icmp_signed("<", end, n), end, n)
+            acc = new_accumulator()
+            acc.run(space_vals, operands, zero, {}, {axis: (b.mul(first, step), end)})
+            for slot, partial in zip(acc.state(), partials):
+                b.store(b.load(slot), b.gep(partial, [ctx.i64(0), c]))
+    parallel_range(ctx, chunks, reduce_chunks, work)
+    with ctx.loop(chunks, "merge") as c:
+        final.merge([b.load(b.gep(partial, [ctx.i64(0), c])) for partial in partials])
+    return final
+
+
+def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, acc_slot,
+                 partial_slot, ranges):
     """Float sums: the innermost reduced axis is summed in blocks of SUM_BLOCK whose partial
-    sums are added to the accumulator, bounding rounding growth as NumPy's pairwise sum does."""
+    sums are added to the accumulator, bounding rounding growth as NumPy's pairwise sum does.
+    ``ranges`` restricts axes as for `nest` (the innermost one to whole blocks from its lo)."""
     b = ctx.builder
     last = axes[-1]
-    n = space_vals[last]
+    lo, hi = ranges.get(last, (ctx.i64(0), space_vals[last]))
+    n = b.sub(hi, lo)
     zero = ir.Constant(acc_slot.type.pointee, 0.0)
 
     def outer_axes(off, idx):
         nblocks = b.sdiv(b.add(n, ctx.i64(SUM_BLOCK - 1)), ctx.i64(SUM_BLOCK))
         with ctx.loop(nblocks, "blk") as blk:
-            start = b.mul(blk, ctx.i64(SUM_BLOCK))
-            rest = b.sub(n, start)
+            start = b.add(lo, b.mul(blk, ctx.i64(SUM_BLOCK)))
+            rest = b.sub(hi, start)
             count = b.select(b.icmp_signed("<", rest, ctx.i64(SUM_BLOCK)), rest, ctx.i64(SUM_BLOCK))
             b.store(zero, partial_slot)
             with ctx.loop(count, "j") as j:
@@ -288,13 +390,15 @@ def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, a
                 visit(offs, {**idx, last: pos})
             b.store(b.fadd(b.load(acc_slot), b.load(partial_slot)), acc_slot)
 
-    nest(ctx, space_vals, operands, outer_axes, axes[:-1], 0, off_outer, dict(idx_outer))
+    nest(ctx, space_vals, operands, outer_axes, axes[:-1], 0, off_outer, dict(idx_outer), ranges)
 
 
-def _reduce_into_output(ctx, node, op, space_vals, operands, out, out_strides, element,
-                        epilogue, red_dtype):
+def _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilogue, red_dtype,
+                        kept, cost):
     """Reduced axes outside the innermost one: accumulate in memory order into the output (or,
-    with an epilogue or another dtype, into a scratch buffer finished by a last pass)."""
+    with an epilogue or another dtype, into a scratch buffer finished by a last pass). Threads
+    share the outermost kept axis: each output element is accumulated by one thread, in the
+    serial order."""
     b = ctx.builder
     direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
     acc = out if direct else ctx.malloc_buffer(red_dtype, node.out.type.shape, "reduce_acc")
@@ -306,7 +410,7 @@ def _reduce_into_output(ctx, node, op, space_vals, operands, out, out_strides, e
     def visit(off, idx):
         v = element(off[1:], acc.dtype)
         ctx.store(acc, off[0], combine(ctx, op, ctx.load(acc, off[0]), v, acc.dtype))
-    for_each(ctx, space_vals, [acc_op] + operands, visit)
+    for_each(ctx, space_vals, [acc_op] + operands, visit, cost=cost, split_axis=kept[0])
     if direct:
         return
     out_dims = list(node.out.type.shape)

@@ -7,6 +7,7 @@ at compile time), the nest collapses into one flat loop that LLVM vectorises.
 from __future__ import annotations
 
 from ..context import Arr
+from ..parallel import parallel_range, work_of
 
 
 class Operand:
@@ -38,39 +39,49 @@ def is_broadcast_scalar(op: Operand) -> bool:
     return all(getattr(s, "constant", None) == 0 for s in op.strides)
 
 
-def for_each(ctx, space_vals, operands, body, order=None, indices=False):
+def for_each(ctx, space_vals, operands, body, order=None, indices=False, cost=None,
+             split_axis=None):
     """Run ``body(offsets, indices)`` at every point of the space; ``offsets[i]`` is operand
     i's byte offset there. ``order`` lists the axes outermost first (default: 0..n-1);
-    ``indices=True`` asks for the per-axis indices (else they may be None)."""
+    ``indices=True`` asks for the per-axis indices (else they may be None). With ``cost``
+    (work per point) the points may be shared among threads, split along the outermost axis
+    or ``split_axis``: ``body`` must then write nothing that another point reads or writes."""
     n = len(space_vals)
     order = list(range(n)) if order is None else list(order)
-    flat = n > 0 and not indices and order == list(range(n)) and all(
+    work = work_of(ctx, space_vals, cost)
+    flat = n > 0 and not indices and order == list(range(n)) and split_axis is None and all(
         op.dense or is_broadcast_scalar(op) for op in operands)
     if flat:
-        total = ctx.count(space_vals)
-        with ctx.loop(total, "flat") as i:
-            offsets = []
-            for op in operands:
-                if op.dense:
-                    offsets.append(ctx.builder.mul(i, ctx.i64(op.arr.dtype.itemsize), flags=["nsw"]))
-                else:
-                    offsets.append(ctx.i64(0))
-            body(offsets, None)
+        def flat_range(lo, hi):
+            with ctx.loop(hi, "flat", start=lo) as i:
+                body([ctx.builder.mul(i, ctx.i64(op.arr.dtype.itemsize), flags=["nsw"])
+                      if op.dense else ctx.i64(0) for op in operands], None)
+        parallel_range(ctx, ctx.count(space_vals), flat_range, work)
         return
-    nest(ctx, space_vals, operands, body, order, 0, [ctx.i64(0)] * len(operands), {})
+    zero = [ctx.i64(0)] * len(operands)
+    if n == 0:
+        body(zero, {})
+        return
+    axis = order[0] if split_axis is None else split_axis
+    parallel_range(ctx, space_vals[axis],
+                   lambda lo, hi: nest(ctx, space_vals, operands, body, order, 0, zero, {},
+                                       {axis: (lo, hi)}), work)
 
 
-def nest(ctx, space_vals, operands, body, order, level, offsets, indices):
-    """Loops over the axes ``order[level:]``, carrying operand offsets and indices."""
+def nest(ctx, space_vals, operands, body, order, level, offsets, indices, ranges=None):
+    """Loops over the axes ``order[level:]``, carrying operand offsets and indices; ``ranges``
+    maps an axis to the (lo, hi) it runs over instead of all of it."""
     if level == len(order):
         body(offsets, indices)
         return
     axis = order[level]
+    lo, hi = (ranges or {}).get(axis, (None, space_vals[axis]))
     b = ctx.builder
-    with ctx.loop(space_vals[axis], f"ax{axis}") as i:
+    with ctx.loop(hi, f"ax{axis}", start=lo) as i:
         inner = [b.add(off, b.mul(i, op.strides[axis], flags=["nsw"]), flags=["nsw"])
                  for off, op in zip(offsets, operands)]
-        nest(ctx, space_vals, operands, body, order, level + 1, inner, {**indices, axis: i})
+        nest(ctx, space_vals, operands, body, order, level + 1, inner, {**indices, axis: i},
+             ranges)
 
 
 def copy(ctx, src: Arr, dst: Arr, convert=None):

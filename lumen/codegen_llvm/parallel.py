@@ -1,0 +1,182 @@
+"""Parallel loops through the OpenMP runtime (DESIGN.md decision 5).
+
+A loop over ``n`` units (the outer iterations of a kernel, or the chunks of a reduction) becomes
+a *region*: a function ``void region(i8 *captures)`` of the module, which ``GOMP_parallel`` runs
+on every thread of a team; each thread takes a static block of the units, found with
+``omp_get_thread_num`` / ``omp_get_num_threads``. The region's code is emitted as if it were
+inline, with the entry function's values; afterwards each value it uses from the entry (base
+pointers, strides, sizes, the error-code slot) is *captured*: the entry stores it into a struct
+and the region loads it back in its first block. The lowering code stays the same whether a loop
+runs inline or in a region, and no value can be forgotten.
+
+When the work is under `THRESHOLD`, one thread is asked for or there is a single unit, the entry
+calls the region itself (thread 0 of a team of 1: every unit): the same code, the same numbers,
+no fork. The thread count is read at run time (``lumen_num_threads``, symbols.py), so neither
+the compiled code nor its cache key depends on it.
+
+Nothing in a region touches a Python object or the C-API: an error flagged there (an index out of
+bounds, a negative integer power) goes to the region's own code slot, merged into the entry's by
+an atomic max when its units are done; the entry raises it after the region, as for a loop.
+"""
+from __future__ import annotations
+
+import math
+
+import llvmlite.ir as ir
+from llvmlite.ir.instructions import ExtractValue, GEPInstr, InsertValue
+
+from ..passes.fuse import CHEAP_OPS
+from .llvmtypes import i8p, i32, i64
+
+#: Work (points x `element_cost`) under which a loop runs on the calling thread alone: there,
+#: waking the team (a few microseconds) costs more than the threads save.
+THRESHOLD = 1 << 17
+#: Cost of one scalar op outside `CHEAP_OPS` (exp, tanh, division...) against a cheap one's 1.
+EXPENSIVE_OP = 8
+#: Reductions of a whole space are summed in chunks of about this much work, at most
+#: MAX_CHUNKS of them (so that many threads can share them).
+CHUNK_WORK, MAX_CHUNKS = THRESHOLD // 16, 64
+
+_REGION = ir.FunctionType(ir.VoidType(), [i8p])
+
+
+def element_cost(body) -> int:
+    """Work per point of a kernel body: one for the loads and stores, plus its scalar ops."""
+    return 1 + sum(1 if s.op in CHEAP_OPS else EXPENSIVE_OP for s in body.ops)
+
+
+def work_of(ctx, space_vals, cost):
+    """The work of a loop over ``space_vals`` at ``cost`` per point (an i64), or None when the
+    loop is not to run in parallel: ``cost`` None, the function compiled with
+    ``parallel=False``, or sizes fixed at compile time that make too little work."""
+    if cost is None or not ctx.parallel or not space_vals:
+        return None
+    if all(isinstance(v, ir.Constant) for v in space_vals):     # sizes known when compiling
+        if cost * math.prod(v.constant for v in space_vals) < THRESHOLD:
+            return None
+    return ctx.builder.mul(ctx.count(space_vals), ctx.i64(cost))
+
+
+def parallel_range(ctx, n, emit, work=None):
+    """Emit the loop over units [0, n) that ``emit(lo, hi)`` writes for units [lo, hi) (at the
+    builder's position, with i64 bounds): inline without ``work``, else in a region whose
+    units the threads split when ``work`` reaches `THRESHOLD`."""
+    if work is None:
+        emit(ctx.i64(0), n)
+        return
+    fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name("lumen_region"))
+    fn.linkage = "internal"
+    shared_errcode, n_flags = ctx.errcode, len(ctx.pending_errors)
+    with ctx.function_body(fn):
+        b = ctx.builder
+        thread = b.sext(b.call(ctx.function("lumen_omp_get_thread_num", i32, []), []), i64)
+        team = b.sext(b.call(ctx.function("lumen_omp_get_num_threads", i32, []), []), i64)
+        emit(*block_bounds(ctx, thread, team, n))
+        if len(ctx.pending_errors) > n_flags:
+            code = b.load(ctx.errcode)
+            with b.if_then(b.icmp_signed("!=", code, ir.Constant(i32, 0))):
+                b.atomic_rmw("max", shared_errcode, code, "monotonic")
+        b.ret_void()
+        captured = _capture(fn)
+    _launch(ctx, fn, captured, n, work)
+
+
+def block_bounds(ctx, k, parts, n):
+    """Bounds [lo, hi) of block ``k`` when [0, n) is cut into ``parts`` near-equal blocks."""
+    b = ctx.builder
+    lo = b.sdiv(b.mul(n, k), parts)
+    hi = b.sdiv(b.mul(n, b.add(k, ctx.i64(1))), parts)
+    return lo, hi
+
+
+def chunk_count(ctx, units, work):
+    """Into how many chunks a reduction over ``units`` is cut: one per `CHUNK_WORK` of work, at
+    least 1, at most `MAX_CHUNKS` and ``units``. It depends on the sizes only, never on the
+    thread count, so the partial results and the rounding of their sum do not either."""
+    b = ctx.builder
+
+    def clamp(x, bound, keep_smaller):
+        return b.select(b.icmp_signed("<" if keep_smaller else ">", x, bound), x, bound)
+    count = clamp(b.sdiv(work, ctx.i64(CHUNK_WORK)), ctx.i64(MAX_CHUNKS), True)
+    return clamp(clamp(count, units, True), ctx.i64(1), False)
+
+
+def _launch(ctx, fn, captured, n, work):
+    """In the entry: store the captured values, then run the region on the team, or call it
+    on this thread alone."""
+    b = ctx.builder
+    data = ir.Constant(i8p, None)
+    if captured:
+        struct = ctx.alloca(ir.LiteralStructType([v.type for v in captured]), "captures")
+        for k, v in enumerate(captured):
+            b.store(v, b.gep(struct, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
+        data = b.bitcast(struct, i8p)
+    threads = b.load(_num_threads(ctx))
+    fork = b.and_(b.icmp_signed(">=", work, ctx.i64(THRESHOLD)),
+                  b.and_(b.icmp_signed(">", threads, ir.Constant(i32, 1)),
+                         b.icmp_signed(">", n, ctx.i64(1))))
+    run = ctx.function("lumen_GOMP_parallel", ir.VoidType(), [fn.type, i8p, i32, i32])
+    with b.if_else(fork) as (team, alone):
+        with team:
+            b.call(run, [fn, data, threads, ir.Constant(i32, 0)])
+        with alone:
+            b.call(fn, [data])
+
+
+def _num_threads(ctx):
+    var = ctx.module.globals.get("lumen_num_threads")
+    if var is None:
+        var = ir.GlobalVariable(ctx.module, i32, name="lumen_num_threads")
+        var.linkage = "external"
+    return var
+
+
+# -- capture ----------------------------------------------------------------------------------
+
+def _capture(fn) -> list:
+    """Make ``fn`` load each value it uses from another function from the struct its argument
+    points to (loads appended to its first block); returns those values, in struct order."""
+    outside = {}
+    for instr in _instructions(fn):
+        for v in _operands(instr):
+            if _defined_outside(v, fn):
+                outside.setdefault(id(v), v)
+    values = list(outside.values())
+    if not values:
+        return values
+    b = ir.IRBuilder(fn.blocks[0])
+    struct = b.bitcast(fn.args[0], ir.LiteralStructType([v.type for v in values]).as_pointer())
+    loaded = {id(v): b.load(b.gep(struct, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
+              for k, v in enumerate(values)}
+    for instr in _instructions(fn):
+        for v in _operands(instr):
+            if id(v) in loaded:
+                _replace(instr, v, loaded[id(v)])
+    return values
+
+
+def _instructions(fn):
+    return [instr for block in fn.blocks for instr in block.instructions]
+
+
+def _operands(instr):
+    if isinstance(instr, ir.PhiInstr):
+        return [v for v, _ in instr.incomings]
+    return list(instr.operands)
+
+
+def _defined_outside(v, fn) -> bool:
+    if isinstance(v, ir.Instruction):
+        return v.function is not fn
+    return isinstance(v, ir.Argument) and v.parent is not fn
+
+
+def _replace(instr, old, new):
+    instr.replace_usage(old, new)
+    # the instructions that print operands kept in attributes of their own
+    if isinstance(instr, GEPInstr):
+        instr.pointer, instr.indices = instr.operands[0], list(instr.operands[1:])
+    elif isinstance(instr, ExtractValue):
+        instr.aggregate = instr.operands[0]
+    elif isinstance(instr, InsertValue):
+        instr.aggregate, instr.value = instr.operands
