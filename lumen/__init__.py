@@ -6,12 +6,13 @@ from .frontend.check_grad import check_grad
 from .frontend.control import cond, scan, while_loop
 from .frontend.jit import jit
 from .frontend.precompile import ShapeDtype
+from .frontend.profile import profile
 from .frontend.transforms import (grad, hessian, hvp, jacobian, lop, rop, stop_gradient,
                                   value_and_grad)
 from . import nn
 
 __version__ = "0.1.0"
 
-__all__ = ["jit", "grad", "value_and_grad", "rop", "lop", "jacobian", "hessian", "hvp",
+__all__ = ["jit", "profile", "grad", "value_and_grad", "rop", "lop", "jacobian", "hessian", "hvp",
            "stop_gradient", "check_grad", "scan", "while_loop", "cond", "nn", "devices", "TracingError", "UnsupportedError", "DeviceError", "LumenError",
            "VerificationError", "CacheWarning", "ShapeDtype", "__version__"]

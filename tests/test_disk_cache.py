@@ -92,6 +92,34 @@ def test_a_second_process_loads_the_code_from_disk_for_any_batch_size(tmp_path):
     assert oct(os.stat(cache).st_mode & 0o777) == "0o700"
 
 
+BLAS_SCRIPT = textwrap.dedent("""
+    import sys
+    import llvmlite.binding as llvm
+    import numpy as np
+    import lumen
+    from lumen.codegen_llvm.symbols import _capsule_pointer
+
+    a, b = np.arange(12.0).reshape(3, 4), np.ones((4, 5))
+    assert np.allclose(lumen.jit(lambda a, b: a @ b)(a, b), a @ b)
+    assert "scipy.linalg" not in sys.modules
+    import scipy.linalg.cython_blas
+    for name in ("sgemm", "dgemm"):
+        capsule = scipy.linalg.cython_blas.__pyx_capi__[name]
+        assert llvm.address_of_symbol("lumen_" + name) == _capsule_pointer(capsule)
+    print("ok")
+""")
+
+
+def test_a_warm_start_takes_blas_from_scipy_without_importing_scipy_linalg(tmp_path):
+    """Importing scipy.linalg would be most of a warm start's time; a later ordinary import of
+    cython_blas still works and finds the routines lumen linked."""
+    script = tmp_path / "script.py"
+    script.write_text(BLAS_SCRIPT)
+    for _ in range(2):                     # cold, then warm from the disk cache
+        result = run_python([str(script)], tmp_path / "cache", tmp_path)
+        assert result.stdout.split() == ["ok"], result.stderr
+
+
 def test_lumen_cache_0_and_cache_false_write_nothing(tmp_path, cache_dir, monkeypatch):
     lumen.jit(model, cache=False)(X, W)
     assert entry_files(cache_dir) == []

@@ -310,6 +310,15 @@ def compare_tuple(got, expected):
         assert_same(g, e)
 
 
+def test_numpy_ufuncs_of_sizes_stay_symbolic():
+    """``np.sqrt(x.shape[0])``: a traced scalar (NumPy gives a float), no specialisation."""
+    f = lumen.jit(lambda x: x / np.sqrt(x.shape[0]) + np.maximum(x.shape[1], 2))
+    for rows in (4, 9, 1):
+        x = rand(rows, 3, seed=rows)
+        assert_same(f(x), x / np.sqrt(rows) + 3)
+    assert f.cache_info()["compiles"] <= 2          # a length-1 axis is its own signature
+
+
 def test_concrete_sizes_specialise():
     """Code that needs a real int (range over a size) works; it is specialised on that size."""
     def fn(x):
@@ -322,6 +331,93 @@ def test_concrete_sizes_specialise():
         x = rand(n, 2, seed=n)
         np.testing.assert_allclose(f(x), fn(x), rtol=1e-12)
     assert f.cache_info()["compiles"] == 2
+
+
+# -- the call path: the native code checks its arguments ----------------------------------------
+
+def test_each_signature_runs_its_own_code():
+    """Calls without keywords try the compiled specialisations' native code, which refuses
+    arguments of another signature: every dtype, ndim, layout, broadcast pattern and kind of
+    scalar gets its own code, called in any order."""
+    f = lumen.jit(lambda x, a: x * a)
+    x32 = np.linspace(1, 2, 6, dtype=np.float32)
+    xs = [x32, x32[::2], x32.reshape(2, 3), x32[:1], x32.astype(np.int16)]
+    scalars = [2.0, 3, True, np.float64(2.5), np.array(2.5), np.float32(2), -7,
+               np.int8(3), np.array([2.0])]
+    for round in range(2):
+        for x in xs:
+            for a in scalars:
+                with np.errstate(all="ignore"):
+                    expected = x * a
+                assert_same(f(x, a), expected)
+        if round == 0:
+            first = f.cache_info()
+    # 3 and -7 share code, except with int16 (which depends on the int's range); so do
+    # np.float64(2.5) and np.array(2.5)
+    assert first["compiles"] == len(xs) * (len(scalars) - 2) + 1
+    assert f.cache_info() == dict(first, memory_hits=first["memory_hits"] + len(xs) * len(scalars))
+
+
+def test_equal_dtypes_of_other_type_numbers_share_code():
+    f = lumen.jit(lambda x: x + 1)
+    for dtype in (np.int64, np.longlong, np.uint64, np.ulonglong):
+        x = np.arange(3, dtype=dtype)
+        assert_same(f(x), x + 1)
+        assert_same(f(x), x + 1)
+    assert f.cache_info()["compiles"] == 2
+
+
+def test_subclasses_and_wrong_arity_take_the_general_path():
+    class Sub(np.ndarray):
+        pass
+    f = lumen.jit(lambda x, y=2.0: x * y)
+    x = rand(3)
+    assert_same(f(x), x * 2.0)
+    assert_same(f(x.view(Sub)), x * 2.0)
+    assert type(f(x.view(Sub))) is np.ndarray
+    assert_same(f(x, 3.0), x * 3.0)
+    assert_same(f(x), x * 2.0)
+    assert f.cache_info()["compiles"] == 2
+
+
+def test_out_of_range_int_after_compiled_ints():
+    f = lumen.jit(lambda x, n: x * n)
+    x = rand(3)
+    assert_same(f(x, 5), x * 5)
+    assert_same(f(x, 2**63 + 2), x * (2**63 + 2))
+    for n in (2**64, -2**63 - 1):
+        with pytest.raises(OverflowError):
+            f(x, n)
+    assert_same(f(x, -2), x * -2)
+    assert f.cache_info()["compiles"] == 2
+
+
+def test_compiled_function_called_inside_a_trace_is_inlined():
+    inner = lumen.jit(lambda x: x * 2)
+    x = rand(3)
+    assert_same(inner(x), x * 2)
+    outer = lumen.jit(lambda x: inner(x) + 1)
+    assert_same(outer(x), x * 2 + 1)
+    assert inner.cache_info()["compiles"] == 1
+
+
+def test_captured_constants_on_repeated_calls():
+    table = np.random.default_rng(1).standard_normal(5000)
+    f = lumen.jit(lambda x: (x[:, None] * table).sum(axis=1))
+    for seed in range(3):
+        x = rand(3, seed=seed)
+        assert_same(f(x), (x[:, None] * table).sum(axis=1))
+    assert f.cache_info()["compiles"] == 1
+
+
+def test_result_structures_on_repeated_calls():
+    x = rand(4)
+    for fn in (lambda x: [x, x * 2], lambda x: (x,), lambda x: (x, x + 1), lambda x: {"a": x},
+               lambda x: (x, None), lambda x: ()):
+        f = lumen.jit(fn)
+        first, again = f(x), f(x)
+        assert type(first) is type(again) is type(fn(x))
+        assert f.cache_info()["memory_hits"] == 1
 
 
 # -- introspection -------------------------------------------------------------------------------

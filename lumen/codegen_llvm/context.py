@@ -1,27 +1,45 @@
 """State shared while one graph is lowered into one entry function.
 
-The entry function is ``i32 entry(PyObject *inputs, PyObject *outputs)``: ``inputs`` is a list
-of NumPy arrays whose struct fields the code reads directly; result arrays are created with
-NumPy's ``PyArray_Empty`` and stored into the ``outputs`` list. It returns 0, or -1 with a
-Python exception set. Intermediate buffers come from ``malloc`` and are freed after their last
-use, and on every exit path.
+The entry function is a CPython ``METH_FASTCALL`` function,
+``PyObject *lumen_entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs)``, that the
+executor wraps into a builtin: called straight from Python, it costs tens of nanoseconds where
+a ctypes call costs half a microsecond. ``args`` are the call's flattened arguments; the code
+first checks that each is what it was compiled for (an ndarray of this dtype, ndim, broadcast
+pattern and layout, or a Python scalar) and returns ``NotImplemented``, having done nothing,
+when one is not, so that a call can try it blindly. ``self`` is a tuple whose first items are
+the captured constant arrays. The code reads struct fields directly; result arrays are created
+with NumPy's ``PyArray_Empty`` and returned, one as itself, several as a tuple; on an error it
+returns NULL with a Python exception set. Intermediate buffers come from ``malloc`` and are
+freed after their last use, and on every exit path.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import llvmlite.ir as ir
 import numpy as np
 
 from ..ir.dims import Dim, prod
+from . import buffer_cache
 from .llvmtypes import i1, i8, i8p, i32, i64, i64p, memory_type, value_type
 
-# PyObject / PyArrayObject field offsets on 64-bit CPython (DESIGN.md, facts).
-LIST_ITEMS, ARRAY_DATA, ARRAY_DIMS, ARRAY_STRIDES = 24, 16, 32, 40
+# PyObject / PyArrayObject / PyArray_Descr field offsets on 64-bit CPython and NumPy 2
+# (DESIGN.md, facts); the flag bits are NumPy's NPY_ARRAY_C_CONTIGUOUS and NPY_ARRAY_ALIGNED.
+OB_TYPE, TUPLE_ITEMS, FLOAT_VALUE = 8, 24, 16
+ARRAY_DATA, ARRAY_ND, ARRAY_DIMS, ARRAY_STRIDES, ARRAY_DESCR, ARRAY_FLAGS = 16, 24, 32, 40, 56, 64
+DESCR_BYTEORDER, DESCR_TYPE_NUM = 26, 28
+C_CONTIGUOUS, ALIGNED = 0x1, 0x100
+#: the byte order character of a dtype that is not the machine's (its arrays are converted first)
+_FOREIGN_ORDER = ord(">" if sys.byteorder == "little" else "<")
 
 _NUMPY_TYPENUM = {np.dtype(t).name: np.dtype(t).num for t in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float32", "float64")}
+#: every type number whose arrays have that dtype (int64 is both NumPy's long and long long)
+_ACCEPTED_TYPENUMS = {name: sorted({np.dtype(c).num for c in np.typecodes["All"]
+                                    if np.dtype(c) == np.dtype(name)})
+                      for name in _NUMPY_TYPENUM}
 
 
 class Arr:
@@ -49,11 +67,13 @@ class _Frame:
 
 
 class Context:
-    def __init__(self, name: str):
+    def __init__(self, name: str, parallel: bool = True):
         self.module = ir.Module(name)
-        fnty = ir.FunctionType(i32, [i8p, i8p])
+        self.parallel = parallel        # loops may run on several threads (parallel.py)
+        self.profiler = None            # times the nodes when profiling (profiling.py)
+        fnty = ir.FunctionType(i8p, [i8p, i8p.as_pointer(), i64])
         self.fn = ir.Function(self.module, fnty, "lumen_entry")
-        self.inputs_list, self.outputs_list = self.fn.args
+        self.self_tuple, self.args, self.nargs = self.fn.args
         self.alloca_block = self.fn.append_basic_block("allocas")
         self.builder = ir.IRBuilder(self.fn.append_basic_block("body"))
         self.cleanup_block = self.fn.append_basic_block("cleanup")
@@ -67,9 +87,12 @@ class Context:
         self.buffer_slots: list = []
         self._sizes: dict = {}      # buffer slot -> its byte size (a Dim)
         self._pool: dict = {}       # byte size -> slots of dead buffers
+        self._kept: dict = {}       # buffer slot -> its cell in buffer_cache
         self._frames: list = []     # per loop-body nesting level: the slots it allocated
         self._strings: dict = {}
         self._functions: dict = {}
+        self._results: dict = {}    # output position -> slot of its array (null until made)
+        self._mismatch = None       # the block that returns NotImplemented
 
     # -- small helpers ------------------------------------------------------------------------
     @staticmethod
@@ -105,6 +128,15 @@ class Context:
     def field(self, obj, offset: int, ty):
         b = self.builder
         return b.load(b.bitcast(b.gep(obj, [self.i64(offset)]), ty.as_pointer()))
+
+    def python_object(self, name: str):
+        """The address of a static Python object (a type, ``True``, ``NotImplemented``) as an
+        ``i8*``, resolved by name when the object code is loaded (`symbols`)."""
+        g = self.module.globals.get(name)
+        if g is None:
+            g = ir.GlobalVariable(self.module, i8, name=name)
+            g.linkage = "external"
+        return g
 
     # -- errors -------------------------------------------------------------------------------
     def raise_here(self, exc: str, message: str):
@@ -219,11 +251,14 @@ class Context:
                        dims, True, owner=slot)
         nbytes = b.mul(self.count(shape), self.i64(itemsize))
         nbytes = b.select(b.icmp_signed("<", nbytes, self.i64(64)), self.i64(64), nbytes)
-        malloc = self.function("malloc", i8p, [i64])
-        ptr = b.call(malloc, [nbytes])
         slot = self.alloca(i8p, name)
         self._alloca_builder.store(ir.Constant(i8p, None), slot)
         self.buffer_slots.append(slot)
+        if frame is None:       # top level or a loop preheader: runs once per call or loop
+            self._kept[slot] = buffer_cache.new_cell(self.module, name)
+            ptr = b.call(buffer_cache.take_function(self), [self._kept[slot], nbytes])
+        else:
+            ptr = b.call(self.function("malloc", i8p, [i64]), [nbytes])
         self._sizes[slot] = key
         if frame is not None:
             frame.slots.append(slot)
@@ -236,6 +271,14 @@ class Context:
     def release_buffer(self, slot):
         """The buffer's values are dead: later buffers of its size reuse it."""
         self._pool.setdefault(self._sizes[slot], []).append(slot)
+
+    def heap_slot(self, name):
+        """A pointer slot, null until a lowering stores memory it allocates itself (a buffer
+        that grows); freed on every exit, so an error on the way out cannot leak it."""
+        slot = self.alloca(i8p, name)
+        self._alloca_builder.store(ir.Constant(i8p, None), slot)
+        self.buffer_slots.append(slot)
+        return slot
 
     def _hoisted_buffer(self, frame, dtype, dims, name):
         """A loop body's buffer, allocated once in the loop's preheader (its sizes are the
@@ -261,17 +304,24 @@ class Context:
 
     def pop_frame(self):
         b = self.builder
-        free = self.function("free", ir.VoidType(), [i8p])
         for slot in self._frames.pop().slots:
-            b.call(free, [b.load(slot)])
+            self._release(slot)
             b.store(ir.Constant(i8p, None), slot)
+
+    def _release(self, slot):
+        """Free the buffer in ``slot`` (a kept-size one goes back to its cell)."""
+        b = self.builder
+        if slot in self._kept:
+            b.call(buffer_cache.keep_function(self), [self._kept[slot], b.load(slot)])
+        else:
+            b.call(self.function("free", ir.VoidType(), [i8p]), [b.load(slot)])
 
     def in_frame(self, arr) -> bool:
         """Whether ``arr`` lives in a buffer of the innermost frame."""
         return bool(self._frames) and arr.owner in self._frames[-1].slots
 
     def numpy_result(self, value, position: int) -> Arr:
-        """A new NumPy array for graph output ``position``, handed to the outputs list."""
+        """A new NumPy array for graph output ``position``, returned by the entry."""
         b = self.builder
         nd = value.ndim
         dims_buf = self.alloca(ir.ArrayType(i64, max(nd, 1)), "dims")
@@ -284,16 +334,137 @@ class Context:
         arr = b.call(empty_fn, [ir.Constant(i32, nd), b.bitcast(dims_buf, i64p), descr,
                                 ir.Constant(i32, 0)])
         self.leave_if(b.icmp_unsigned("==", arr, ir.Constant(i8p, None)))
-        set_item = self.function("PyList_SetItem", i32, [i8p, i64, i8p])
-        b.call(set_item, [self.outputs_list, self.i64(position), arr])
+        slot = self.alloca(i8p, f"result{position}")
+        self._alloca_builder.store(ir.Constant(i8p, None), slot)
+        self._results[position] = slot
+        b.store(arr, slot)
         data = self.field(arr, ARRAY_DATA, i8p)
         return Arr(data, shape, contiguous_strides(b, shape, value.dtype.itemsize, self.i64),
                    value.dtype, value.type.shape, True)
 
-    def read_input(self, position: int, value, contiguous: bool) -> Arr:
+    # -- arguments ----------------------------------------------------------------------------
+    def read_arguments(self, values, contiguous, n_captured: int) -> list:
+        """The graph's inputs ``values`` as arrays: the call's arguments, checked to be what
+        this code is compiled for (else the entry returns NotImplemented), then the
+        ``n_captured`` constants, read from the ``self`` tuple. Emitted first, before anything
+        that would need undoing."""
         b = self.builder
-        items = self.field(self.inputs_list, LIST_ITEMS, i8p.as_pointer())
-        obj = b.load(b.gep(items, [self.i64(position)]))
+        n_args = len(values) - n_captured
+        self._require(b.icmp_signed("==", self.nargs, self.i64(n_args)))
+        arrays = []
+        for pos, value in enumerate(values):
+            if pos < n_args:
+                obj = b.load(b.gep(self.args, [self.i64(pos)]))
+                arrays.append(self._argument(obj, value, contiguous[pos]))
+            else:
+                items = b.bitcast(b.gep(self.self_tuple, [self.i64(TUPLE_ITEMS)]), i8p.as_pointer())
+                obj = b.load(b.gep(items, [self.i64(pos - n_args)]))
+                arrays.append(self._array_fields(obj, value, contiguous[pos]))
+        return arrays
+
+    def _require(self, ok):
+        """Continue when ``ok`` (an i1) holds, else return NotImplemented: the arguments are
+        not of the signature this code was compiled for."""
+        if self._mismatch is None:
+            self._mismatch = self.fn.append_basic_block("mismatch")
+            mb = ir.IRBuilder(self._mismatch)
+            not_implemented = self.python_object("_Py_NotImplementedStruct")
+            mb.call(self.function("Py_IncRef", ir.VoidType(), [i8p]), [not_implemented])
+            mb.ret(not_implemented)
+        cont = self.fn.append_basic_block("accepted")
+        self.builder.cbranch(ok, cont, self._mismatch)
+        self.builder.position_at_end(cont)
+
+    def _argument(self, obj, value, contiguous) -> Arr:
+        """One argument, checked against its type: a weak type is a Python float or int (the
+        ``float`` and ``int`` objects themselves, as `jit` specialises on them), a 0-d bool may
+        also be Python's True or False, anything else is an ndarray."""
+        t = value.type
+        if t.weak:
+            return self._python_scalar(obj, t)
+        if t.dtype.kind != "b" or t.ndim:
+            self._require_array(obj, t, contiguous)
+            return self._array_fields(obj, value, contiguous)
+        b = self.builder
+        is_true = b.icmp_unsigned("==", obj, self.python_object("_Py_TrueStruct"))
+        is_false = b.icmp_unsigned("==", obj, self.python_object("_Py_FalseStruct"))
+        python_bool = self.fn.append_basic_block("arg.pybool")
+        array = self.fn.append_basic_block("arg.array")
+        join = self.fn.append_basic_block("arg.bool")
+        b.cbranch(b.or_(is_true, is_false), python_bool, array)
+        b.position_at_end(python_bool)
+        byte = self.alloca(i8, "pybool")
+        b.store(b.zext(is_true, i8), byte)
+        b.branch(join)
+        b.position_at_end(array)
+        self._require_array(obj, t, contiguous)
+        data = self.field(obj, ARRAY_DATA, i8p)
+        from_array = b.block
+        b.branch(join)
+        b.position_at_end(join)
+        phi = b.phi(i8p)
+        phi.add_incoming(byte, python_bool)
+        phi.add_incoming(data, from_array)
+        return Arr(phi, [], [], t.dtype, (), True)
+
+    def _python_scalar(self, obj, t) -> Arr:
+        """A Python float (its value is read in place), or an int that fits ``t.dtype``:
+        int64, or uint64 for the ints of [2**63, 2**64) (`jit` gives those their own type)."""
+        b = self.builder
+        if t.dtype.kind == "f":
+            self._require(b.icmp_unsigned("==", self.field(obj, OB_TYPE, i8p),
+                                          self.python_object("PyFloat_Type")))
+            return Arr(b.gep(obj, [self.i64(FLOAT_VALUE)]), [], [], t.dtype, (), True)
+        self._require(b.icmp_unsigned("==", self.field(obj, OB_TYPE, i8p),
+                                      self.python_object("PyLong_Type")))
+        if t.dtype.kind == "i":
+            overflow = self.alloca(i32, "overflow")
+            convert = self.function("PyLong_AsLongLongAndOverflow", i64, [i8p, i32.as_pointer()])
+            n = b.call(convert, [obj, overflow])
+            self._require(b.icmp_signed("==", b.load(overflow), ir.Constant(i32, 0)))
+        else:
+            n = b.call(self.function("PyLong_AsUnsignedLongLong", i64, [i8p]), [obj])
+            maybe_error = self.fn.append_basic_block("arg.overflow?")
+            converted = self.fn.append_basic_block("arg.converted")
+            b.cbranch(b.icmp_signed("==", n, self.i64(-1)), maybe_error, converted)
+            b.position_at_end(maybe_error)
+            error = b.call(self.function("PyErr_Occurred", i8p, []), [])
+            failed = b.icmp_unsigned("!=", error, ir.Constant(i8p, None))
+            with b.if_then(failed):
+                b.call(self.function("PyErr_Clear", ir.VoidType(), []), [])
+            self._require(b.not_(failed))
+            b.branch(converted)
+            b.position_at_end(converted)
+            self._require(b.icmp_signed("<", n, self.i64(0)))     # >= 2**63
+        slot = self.alloca(i64, "pyint")
+        b.store(n, slot)
+        return Arr(b.bitcast(slot, i8p), [], [], t.dtype, (), True)
+
+    def _require_array(self, obj, t, contiguous):
+        """``obj`` is an ndarray (not a subclass) of ``t``'s dtype in native byte order, ndim
+        and broadcast pattern, aligned, C-contiguous exactly when ``contiguous``."""
+        b = self.builder
+        self._require(b.icmp_unsigned("==", self.field(obj, OB_TYPE, i8p),
+                                      self.python_object("lumen_PyArray_Type")))
+        self._require(b.icmp_signed("==", self.field(obj, ARRAY_ND, i32), ir.Constant(i32, t.ndim)))
+        descr = self.field(obj, ARRAY_DESCR, i8p)
+        type_num = self.field(descr, DESCR_TYPE_NUM, i32)
+        ok = b.icmp_unsigned("!=", self.field(descr, DESCR_BYTEORDER, i8), ir.Constant(i8, _FOREIGN_ORDER))
+        ok = b.and_(ok, _any(b, [b.icmp_signed("==", type_num, ir.Constant(i32, n))
+                                 for n in _ACCEPTED_TYPENUMS[t.dtype.name]]))
+        flags = self.field(obj, ARRAY_FLAGS, i32)
+        wanted = ALIGNED | (C_CONTIGUOUS if contiguous else 0)
+        ok = b.and_(ok, b.icmp_signed("==", b.and_(flags, ir.Constant(i32, ALIGNED | C_CONTIGUOUS)),
+                                      ir.Constant(i32, wanted)))
+        if t.ndim:
+            dims_ptr = self.field(obj, ARRAY_DIMS, i64p)
+            for k, d in enumerate(t.shape):
+                n = b.load(b.gep(dims_ptr, [self.i64(k)]))
+                ok = b.and_(ok, b.icmp_signed("==" if d.value == 1 else "!=", n, self.i64(1)))
+        self._require(ok)
+
+    def _array_fields(self, obj, value, contiguous) -> Arr:
+        b = self.builder
         data = self.field(obj, ARRAY_DATA, i8p)
         nd = value.ndim
         shape, strides = [], []
@@ -307,17 +478,63 @@ class Context:
             strides = contiguous_strides(b, shape, value.dtype.itemsize, self.i64)
         return Arr(data, shape, strides, value.dtype, value.type.shape, contiguous)
 
-    def finish(self):
-        """Close the body and write the cleanup block."""
+    def finish(self, n_outputs: int):
+        """Close the body and write the cleanup block, which frees the buffers and returns the
+        result arrays (one as itself, several as a tuple), or NULL after an error."""
         b = self.builder
         if not b.block.is_terminated:
             b.branch(self.cleanup_block)
         self._alloca_builder.branch(self.fn.blocks[1])
         b.position_at_end(self.cleanup_block)
-        free = self.function("free", ir.VoidType(), [i8p])
         for slot in self.buffer_slots:
-            b.call(free, [b.load(slot)])
-        b.ret(b.load(self.status))
+            self._release(slot)
+        results = [self._results[k] for k in range(n_outputs)]
+        failed = self.fn.append_basic_block("failed")
+        succeeded = self.fn.append_basic_block("succeeded")
+        b.cbranch(b.icmp_signed("==", b.load(self.status), ir.Constant(i32, 0)), succeeded, failed)
+        b.position_at_end(failed)
+        decref = self.function("Py_DecRef", ir.VoidType(), [i8p])
+        for slot in results:
+            b.call(decref, [b.load(slot)])          # Py_XDECREF: null before it was made
+        b.ret(ir.Constant(i8p, None))
+        b.position_at_end(succeeded)
+        if n_outputs == 1:
+            b.ret(b.load(results[0]))
+            return
+        result = b.call(self.function("PyTuple_New", i8p, [i64]), [self.i64(n_outputs)])
+        made = self.fn.append_basic_block("tuple")
+        b.cbranch(b.icmp_unsigned("==", result, ir.Constant(i8p, None)), failed, made)
+        b.position_at_end(made)
+        set_item = self.function("PyTuple_SetItem", i32, [i8p, i64, i8p])
+        for k, slot in enumerate(results):
+            b.call(set_item, [result, self.i64(k), b.load(slot)])    # steals the reference
+        b.ret(result)
+
+    @contextlib.contextmanager
+    def function_body(self, fn):
+        """Emit into ``fn``, another function of the module, instead of the entry: the builder
+        (the same object, so code holding it follows) moves into ``fn``, allocas go to fn's
+        first block and error flags to its own code slot (``errcode``, 0 on entry). There is
+        no way out through the entry's cleanup: code that raises or allocates buffers cannot
+        be emitted there."""
+        b = self.builder
+        saved = (self.fn, b.block, self._alloca_builder, self.errcode, self.status,
+                 self.cleanup_block)
+        self.fn = fn
+        allocas = fn.append_basic_block("allocas")
+        body = fn.append_basic_block("body")
+        self._alloca_builder = ir.IRBuilder(allocas)
+        b.position_at_end(body)
+        self.errcode = self.alloca(i32, "errcode")
+        self._alloca_builder.store(ir.Constant(i32, 0), self.errcode)
+        self.status = self.cleanup_block = None
+        try:
+            yield
+            ir.IRBuilder(allocas).branch(body)      # after whatever was added to the block
+        finally:
+            (self.fn, block, self._alloca_builder, self.errcode, self.status,
+             self.cleanup_block) = saved
+            b.position_at_end(block)
 
     # -- element access -----------------------------------------------------------------------
     def element_pointer(self, arr: Arr, offset):
@@ -337,8 +554,8 @@ class Context:
         b.store(v, self.element_pointer(arr, offset), align=arr.dtype.itemsize)
 
     @contextlib.contextmanager
-    def loop(self, n, name="i"):
-        """``for i in range(n)`` (n an i64); yields i."""
+    def loop(self, n, name="i", start=None):
+        """``for i in range(start, n)`` (i64s; start defaults to 0); yields i."""
         b = self.builder
         pre = b.block
         head = self.fn.append_basic_block(f"{name}.head")
@@ -347,7 +564,7 @@ class Context:
         b.branch(head)
         b.position_at_end(head)
         i = b.phi(i64, name=name)
-        i.add_incoming(self.i64(0), pre)
+        i.add_incoming(self.i64(0) if start is None else start, pre)
         b.cbranch(b.icmp_signed("<", i, n), body, done)
         b.position_at_end(body)
         yield i
@@ -364,6 +581,13 @@ def contiguous_strides(b, shape, itemsize, const):
         strides[k] = acc
         acc = b.mul(acc, shape[k])
     return strides
+
+
+def _any(b, conditions):
+    out = conditions[0]
+    for c in conditions[1:]:
+        out = b.or_(out, c)
+    return out
 
 
 def _suffix(ty):

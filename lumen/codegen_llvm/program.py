@@ -1,5 +1,5 @@
-"""Whole-program lowering (DESIGN.md decision 4): one LLVM entry function runs every node of an
-optimised graph; the executor only checks arguments and calls it."""
+"""Whole-program lowering (DESIGN.md decision 4): one LLVM entry function checks its arguments,
+runs every node of an optimised graph and returns the results; Python only calls it."""
 from __future__ import annotations
 
 from ..ir.dims import Dim
@@ -8,14 +8,18 @@ from ..ir.ops import BODY_PARAMS
 from .context import Arr, Context
 from .lower import LOWER
 from .lower.loops import copy
+from .profiling import Profiler, body_timer, node_timer
 
 
-def lower_graph(graph: Graph) -> str:
-    """LLVM IR text of ``lumen_entry`` for ``graph`` (whose nodes all have a lowering)."""
-    ctx = Context(graph.name)
+def lower_graph(graph: Graph, parallel: bool = True, profile: bool = False) -> str:
+    """LLVM IR text of ``lumen_entry`` for ``graph`` (whose nodes all have a lowering); with
+    ``parallel``, large loops run on several threads (parallel.py); with ``profile``, the
+    nodes are timed into counters (profiling.py)."""
+    ctx = Context(graph.name, parallel)
+    ctx.profiler = Profiler(ctx) if profile else None
     env = {}
-    for pos, v in enumerate(graph.inputs):
-        arr = ctx.read_input(pos, v, graph.input_contiguous[pos])
+    arrays = ctx.read_arguments(graph.inputs, graph.input_contiguous, len(graph.captured))
+    for v, arr in zip(graph.inputs, arrays):
         arr.dims = tuple(graph.dim_aliases.get(d, d) for d in arr.dims)
         env[v] = arr
         for axis, d in enumerate(v.type.shape):
@@ -23,9 +27,8 @@ def lower_graph(graph: Graph) -> str:
                 ctx.dim_values[d] = arr.shape[axis]
     _precompute_dims(ctx, graph)
     # Every size check runs before any kernel: passes may rely on sizes the checks prove equal.
-    for node in graph.nodes:
-        for check in node.checks:
-            _emit_check(ctx, check, f"{node.op} at {node.loc or node.op}")
+    for check, where in graph.all_checks():
+        _emit_check(ctx, check, where)
 
     first_output = {}
     for pos, v in enumerate(graph.outputs):
@@ -35,23 +38,26 @@ def lower_graph(graph: Graph) -> str:
     for pos, v in enumerate(graph.outputs):
         if scope.produced_into.get(v) != pos:
             copy(ctx, env[v], ctx.numpy_result(v, pos))
-    ctx.finish()
+    if ctx.profiler is not None:
+        ctx.profiler.finish()
+    ctx.finish(len(graph.outputs))
     return str(ctx.module)
 
 
 def lower_body(ctx, body: Graph, env) -> list:
     """Lower a loop or branch body at the current position (inside a context frame: its
     buffers are freed when the frame is popped); ``env`` maps its inputs. -> output arrays."""
-    for node in body.nodes:
-        for check in node.checks:
-            _emit_check(ctx, check, f"{node.op} at {node.loc or node.op}")
+    for check, where in body.all_checks():
+        _emit_check(ctx, check, where)
     outer = ctx.new_array
     ctx.new_array = lambda value, inputs=(): ctx.malloc_buffer(value.dtype, value.type.shape)
     try:
-        for node in body.nodes:
-            ctx.where = node.loc or node.op
-            outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
-            env.update(zip(node.outputs, outs))
+        with body_timer(ctx, body):
+            for node in body.nodes:
+                ctx.where = node.loc or node.op
+                with node_timer(ctx, node):
+                    outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
+                env.update(zip(node.outputs, outs))
     finally:
         ctx.new_array = outer
     return [env[v] for v in body.outputs]
@@ -91,7 +97,8 @@ class _FunctionScope:
         for index, node in enumerate(self.graph.nodes):
             self.index = index
             ctx.where = node.loc or node.op
-            outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
+            with node_timer(ctx, node):
+                outs = LOWER[node.op](ctx, node, [env[v] for v in node.inputs])
             for v, a in zip(node.outputs, outs):
                 env[v] = a
                 if a.owner is not None:
@@ -137,10 +144,10 @@ def _precompute_dims(ctx, graph):
             for v in node.outputs:
                 walk(v.type.shape)
             walk(list(node.params.values()))
-            for c in node.checks:
-                walk([c.a, c.b])
             for key in BODY_PARAMS.get(node.op, ()):
                 walk_graph(node.params[key])
+        for c, _where in g.all_checks():
+            walk([c.a, c.b])
 
     walk_graph(graph)
 

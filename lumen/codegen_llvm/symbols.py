@@ -1,4 +1,4 @@
-"""Addresses generated code calls by name: the CPython and NumPy C APIs and BLAS.
+"""Addresses generated code calls by name: the CPython and NumPy C APIs, BLAS and OpenMP.
 
 NumPy's functions live in its API table and BLAS in SciPy's Cython capsules; both are made
 visible to the JIT linker under stable ``lumen_*`` names, so object code never embeds an
@@ -7,17 +7,28 @@ address (and can be cached on disk and loaded into another process).
 from __future__ import annotations
 
 import ctypes
+import importlib.util
+import os
+import sys
+import warnings
+from importlib.machinery import ExtensionFileLoader, PathFinder
 
 import llvmlite.binding as llvm
 import numpy as np
 
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
-_NUMPY_API = {"lumen_PyArray_DescrFromType": 45, "lumen_PyArray_Empty": 184}
+_NUMPY_API = {"lumen_PyArray_Type": 2, "lumen_PyArray_DescrFromType": 45,
+              "lumen_PyArray_Empty": 184}
 
 #: BLAS routines taken from scipy.linalg.cython_blas.
-BLAS = ("sgemm", "dgemm")
+BLAS = ("sgemm", "dgemm", "sgemv", "dgemv")
 
-_PYTHON_FUNCTIONS = ("PyList_SetItem", "PyErr_SetString", "PyErr_NoMemory")
+_PYTHON_FUNCTIONS = ("PyErr_SetString", "PyErr_NoMemory", "PyErr_Occurred", "PyErr_Clear",
+                     "Py_IncRef", "Py_DecRef", "PyTuple_New", "PyTuple_SetItem",
+                     "PyLong_AsLongLongAndOverflow", "PyLong_AsUnsignedLongLong")
+#: Static objects whose addresses the entry compares arguments with or returns.
+_PYTHON_OBJECTS = ("PyFloat_Type", "PyLong_Type", "_Py_TrueStruct", "_Py_FalseStruct",
+                   "_Py_NotImplementedStruct")
 _PYTHON_EXCEPTIONS = ("PyExc_ValueError", "PyExc_IndexError", "PyExc_TypeError",
                       "PyExc_ZeroDivisionError")
 
@@ -30,6 +41,34 @@ def _capsule_pointer(capsule) -> int:
     return get(capsule, get_name(capsule))
 
 
+def _cython_blas():
+    """scipy.linalg.cython_blas, whose capsules hold SciPy's BLAS routines.
+
+    The ordinary import runs scipy.linalg's ``__init__`` first, ~35 ms of imports and most of a
+    warm start, for nothing lumen uses: the extension module stands alone, so where scipy.linalg
+    is not imported yet it is loaded from its file, found as the import system would find it.
+    Cython enters it in ``sys.modules`` itself; it is taken out again so that a later import
+    goes through scipy.linalg as usual (binding it as scipy.linalg's attribute) and gets the
+    same module, as a Cython module is initialised once per process. Anything unexpected falls
+    back to the ordinary import."""
+    name = "scipy.linalg.cython_blas"
+    if "scipy.linalg" not in sys.modules and name not in sys.modules:
+        try:
+            import scipy
+            spec = PathFinder.find_spec(name, [os.path.join(p, "linalg") for p in scipy.__path__])
+            if spec is not None and isinstance(spec.loader, ExtensionFileLoader):
+                try:
+                    module = importlib.util.module_from_spec(spec)
+                    spec.loader.exec_module(module)
+                finally:
+                    sys.modules.pop(name, None)
+                return module
+        except (ImportError, OSError):
+            pass
+    from scipy.linalg import cython_blas
+    return cython_blas
+
+
 def register_symbols() -> None:
     table = (ctypes.c_void_p * 400).from_address(_capsule_pointer(np._core.multiarray._ARRAY_API))
     for name, index in _NUMPY_API.items():
@@ -38,6 +77,110 @@ def register_symbols() -> None:
         llvm.add_symbol(name, ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value)
     for name in _PYTHON_EXCEPTIONS:
         llvm.add_symbol(name, ctypes.addressof(ctypes.c_void_p.in_dll(ctypes.pythonapi, name)))
-    from scipy.linalg import cython_blas
+    for name in _PYTHON_OBJECTS:
+        llvm.add_symbol(name, ctypes.addressof(ctypes.c_char.in_dll(ctypes.pythonapi, name)))
+    cython_blas = _cython_blas()
     for name in BLAS:
         llvm.add_symbol(f"lumen_{name}", _capsule_pointer(cython_blas.__pyx_capi__[name]))
+    register_openmp()
+
+
+# -- The OpenMP runtime, for parallel loops (parallel.py) -------------------------------------
+
+#: The thread count a parallel region reads when it starts (``lumen_num_threads``): read at run
+#: time, so it is neither compiled in nor part of a cache key. `set_num_threads`'s count, else
+#: LUMEN_NUM_THREADS when the symbols are registered (the process's first compile or load);
+#: 1 where libgomp is missing.
+num_threads = ctypes.c_int32(1)
+
+_OPENMP = {"lumen_GOMP_parallel": "GOMP_parallel",
+           "lumen_omp_get_thread_num": "omp_get_thread_num",
+           "lumen_omp_get_num_threads": "omp_get_num_threads"}
+_openmp_loaded = False
+_requested_threads = None   # set_num_threads's, which the environment does not override
+_serial_engine = None       # holds the serial stand-ins' code while the process lives
+
+
+def register_openmp() -> None:
+    """Resolve the OpenMP names: to libgomp's functions, or where libgomp cannot be loaded to
+    serial stand-ins (with one warning), so that the same object code links either way."""
+    global _openmp_loaded
+    llvm.add_symbol("lumen_num_threads", ctypes.addressof(num_threads))
+    _openmp_loaded = _load_libgomp()
+    if _openmp_loaded:
+        for name, symbol in _OPENMP.items():
+            llvm.add_symbol(name, llvm.address_of_symbol(symbol))
+        num_threads.value = _requested_threads or threads_from_environment()
+        # libgomp's threads do not survive fork: a forked child (a multiprocessing worker)
+        # that started a team would wait for them for ever; there, loops run on one thread
+        os.register_at_fork(after_in_child=lambda: set_num_threads(1))
+        return
+    warnings.warn("lumen: libgomp (the GNU OpenMP runtime) was not found; compiled loops run "
+                  "on one thread", RuntimeWarning, stacklevel=2)
+    for name, address in _serial_openmp().items():
+        llvm.add_symbol(name, address)
+
+
+def _load_libgomp() -> bool:
+    """Load libgomp by its usual soname (dlopen's own search: a warm start does not pay the
+    ~1 ms subprocess of ctypes.util.find_library), else wherever find_library finds it."""
+    if _load_library("libgomp.so.1"):
+        return True
+    import ctypes.util      # imports subprocess: only when needed
+    path = ctypes.util.find_library("gomp")
+    return bool(path) and _load_library(path)
+
+
+def _load_library(path) -> bool:
+    try:
+        llvm.load_library_permanently(path)
+        return True
+    except RuntimeError:
+        return False
+
+
+def threads_from_environment() -> int:
+    """LUMEN_NUM_THREADS, else the number of CPUs this process may run on."""
+    text = os.environ.get("LUMEN_NUM_THREADS", "").strip()
+    if text:
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        warnings.warn(f"lumen: LUMEN_NUM_THREADS={text!r} is not a positive integer; using "
+                      "the CPU count", RuntimeWarning, stacklevel=2)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> int:
+    """Threads for the parallel regions that start from now on, whether or not the runtime is
+    registered yet (always 1 without libgomp); returns the count in force before."""
+    global _requested_threads
+    previous = num_threads.value
+    _requested_threads = max(1, int(n))
+    num_threads.value = _requested_threads if _openmp_loaded else 1
+    return previous
+
+
+def _serial_openmp() -> dict:
+    """Addresses of a GOMP_parallel that runs the region once on the calling thread and of
+    omp_get_thread_num / omp_get_num_threads answering 0 and 1, compiled here."""
+    global _serial_engine
+    from llvmlite import ir
+    void, i8p, i32 = ir.VoidType(), ir.IntType(8).as_pointer(), ir.IntType(32)
+    module = ir.Module("serial_openmp")
+    region = ir.FunctionType(void, [i8p]).as_pointer()
+    run = ir.Function(module, ir.FunctionType(void, [region, i8p, i32, i32]), "serial_parallel")
+    b = ir.IRBuilder(run.append_basic_block())
+    b.call(run.args[0], [run.args[1]])
+    b.ret_void()
+    for name, value in (("serial_thread_num", 0), ("serial_num_threads", 1)):
+        fn = ir.Function(module, ir.FunctionType(i32, []), name)
+        ir.IRBuilder(fn.append_basic_block()).ret(ir.Constant(i32, value))
+    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine()
+    _serial_engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), machine)
+    _serial_engine.finalize_object()
+    stand_ins = ("serial_parallel", "serial_thread_num", "serial_num_threads")
+    return {name: _serial_engine.get_function_address(stand_in)
+            for name, stand_in in zip(_OPENMP, stand_ins)}

@@ -88,6 +88,10 @@ class LoadedModule:
     def address(self, name: str) -> int:
         return self.engine.get_function_address(name)
 
+    def global_address(self, name: str) -> int:
+        """The address of global variable ``name``; 0 where the module defines none."""
+        return self.engine.get_global_value_address(name)
+
 
 def assembly(module) -> str:
     return target_machine().emit_assembly(module)

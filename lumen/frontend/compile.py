@@ -16,7 +16,11 @@ from .cache_key import cache_key
 
 class CompiledEntry:
     """A compiled specialisation: its size guards, the executable and the result structure.
-    ``optimized`` is None when the code came from the disk cache (``from_disk``)."""
+    ``optimized`` is None when the code came from the disk cache (``from_disk``).
+
+    ``function`` takes the call's leaves (arrays and Python scalars) and returns the result
+    arrays, one as itself, several as a tuple; `results` rebuilds the structure the traced
+    function returned, and is None where that is what ``function`` returns already."""
 
     def __init__(self, graph, optimized, executable, out_tree, options, from_disk=False):
         self.options = options
@@ -24,7 +28,11 @@ class CompiledEntry:
         self.guards = list(graph.guards.items())
         self.int_guards = list(graph.int_guards)
         self.executable = executable
+        self.function = executable.function
         self.out_tree = out_tree
+        self.n_outputs = len(graph.outputs)
+        as_returned = pytree.LEAF if self.n_outputs == 1 else ("tuple", (pytree.LEAF,) * self.n_outputs)
+        self.results = None if out_tree == as_returned else self._rebuild
         self.graph, self.optimized = graph, optimized
         self.captured = list(graph.captured)
 
@@ -39,19 +47,35 @@ class CompiledEntry:
         shapes = [a.shape for a in arrays]
         return all(d.evaluate(shapes) == v for d, v in self.guards)
 
-    def call(self, arrays):
-        outs = self.executable.run(arrays + self.captured if self.captured else arrays)
+    def call(self, arrays, leaves):
+        """Run on ``leaves``, the call's leaves as the native code takes them (``arrays``:
+        the same as arrays, which the guards held for)."""
+        out = self.function(*leaves)
+        if out is NotImplemented:
+            if any(hasattr(a, "__cuda_array_interface__") for a in arrays):
+                raise TypeError(f"{self.graph.name} was compiled with device='cpu' and takes "
+                                "NumPy arrays, not GPU arrays: copy them to the host "
+                                "(cupy.asnumpy) or use lumen.jit(..., device='gpu')")
+            raise AssertionError(f"lumen: the code compiled for {self.graph.name} refused "
+                                 "arguments of its own signature")
         if self.options.get("debug"):
             from .debug import verify_call
+            outs = [out] if self.n_outputs == 1 else list(out)
+            if self.options.get("device") == "gpu":
+                from ..runtime.gpu import to_host
+                arrays, outs = to_host(arrays), to_host(outs)
             verify_call(self, arrays, outs, self.options)
-        if self.out_tree == pytree.LEAF:
-            return outs[0]
-        return pytree.unflatten(self.out_tree, outs)
+        return out if self.results is None else self.results(out)
+
+    def _rebuild(self, out):
+        return pytree.unflatten(self.out_tree, (out,) if self.n_outputs == 1 else out)
 
 
 def compile_graph(graph, out_tree, options) -> CompiledEntry:
     """Load ``graph``'s object code from the disk cache, or optimise and compile it (and save
     it there); both give the same `Executable`."""
+    if options.get("device", "cpu") == "gpu":
+        return _compile_gpu(graph, out_tree, options)
     use_disk = options.get("cache", True) and options.get("device", "cpu") == "cpu" \
         and disk_cache.enabled()
     key = cache_key(graph, options) if use_disk else None
@@ -59,15 +83,25 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     optimized = None
     if object_code is None:
         optimized = _optimize(graph, options, check=options.get("debug", False))
-        object_code = compile_object(_lower(optimized))
+        object_code = compile_object(_lower(optimized, options))
         if key:
             from .. import __version__
             target = identity()
             disk_cache.store(key, object_code, name=graph.name, lumen=__version__,
                              **{k: target[k] for k in ("triple", "cpu", "llvm", "llvmlite")})
-    executable = Executable(object_code, len(graph.outputs))
+    executable = Executable(object_code, graph.captured, graph.name)
     return CompiledEntry(graph, optimized, executable, out_tree, options,
                          from_disk=optimized is None)
+
+
+def _compile_gpu(graph, out_tree, options) -> CompiledEntry:
+    """device='gpu': the optimised graph, its kernels as PTX, run by the GPU executor
+    (`runtime.gpu`); DeviceError, before any pass runs, when there is no GPU."""
+    from ..devices import gpu
+    gpu()
+    from ..runtime.gpu import gpu_executable
+    optimized = _optimize(graph, options, check=options.get("debug", False))
+    return CompiledEntry(graph, optimized, gpu_executable(optimized, graph), out_tree, options)
 
 
 def _optimize(graph, options, check):
@@ -75,9 +109,10 @@ def _optimize(graph, options, check):
     return optimize(graph, fastmath=options.get("fastmath", False), check=check)
 
 
-def _lower(optimized) -> str:
+def _lower(optimized, options) -> str:
     from ..codegen_llvm.program import lower_graph
-    return lower_graph(optimized)
+    return lower_graph(optimized, parallel=options.get("parallel", True),
+                       profile=options.get("profile", False))
 
 
 class Lowered:
@@ -101,12 +136,22 @@ class Lowered:
         return format_graph(self.optimized_graph())
 
     def llvm_ir(self) -> str:
-        return _lower(self.optimized_graph())
+        return _lower(self.optimized_graph(), self.options)
 
     def _llvm_module(self):
         if self._module is None:
             self._module = optimise(self.llvm_ir())
         return self._module
+
+    def ptx(self, arch=None) -> str:
+        """PTX of every kernel of the optimised graph, as one module whose entry points are
+        ``<function name>_k0``, ``_k1``, ... in program order (loop and branch bodies
+        included), for ``arch`` (``"sm_90"``; default: the GPU's, ``sm_80`` without one). The
+        same for ``device="cpu"`` functions: both backends lower the same kernels."""
+        from ..codegen_ptx.program import lower_program
+        from ..codegen_ptx.target import DEFAULT_ARCH
+        from ..devices import gpu_arch
+        return lower_program(self.optimized_graph(), arch or gpu_arch() or DEFAULT_ARCH).ptx
 
     def asm(self) -> str:
         return assembly(self._llvm_module())

@@ -50,7 +50,7 @@ def _as_tuple(x):
 
 class Jitted:
     def __init__(self, fn, *, static_argnums, static_argnames, device, parallel, cache,
-                 donate_argnums, fastmath, debug):
+                 donate_argnums, fastmath, debug, profile=False):
         if device != "cpu":
             from ..devices import require
             require(device)
@@ -65,27 +65,44 @@ class Jitted:
             {params[i] for i in self.static_argnums if i < len(params)}
         self.options = dict(device=device, parallel=parallel, cache=cache,
                             donate_argnums=_as_tuple(donate_argnums), fastmath=fastmath,
-                            debug=debug or os.environ.get("LUMEN_DEBUG", "") not in ("", "0"))
+                            debug=debug or os.environ.get("LUMEN_DEBUG", "") not in ("", "0"),
+                            profile=profile)     # timing counters, for lumen.profile
         self._cache: dict = {}
         self._lock = threading.Lock()
         self._stats = {"compiles": 0, "memory_hits": 0, "disk_hits": 0}
+        # (native function, result rebuilder or None) of the specialisations a call with
+        # positional leaves only can try blindly (`_fast_path`), in the order they were made
+        self._fast: tuple = ()
+        self._fast_hits = 0
 
     # -- calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        # The common call -- positional arrays and Python scalars, no static arguments -- asks
+        # each specialisation's native code in turn: it checks every argument against its
+        # signature and returns NotImplemented for another, so that no Python work is spent
+        # on flattening or keys (x + y on small arrays: ~0.3 µs per call instead of ~4).
+        if not kwargs:
+            for function, results in self._fast:
+                out = function(*args)
+                if out is not NotImplemented:
+                    self._fast_hits += 1
+                    return out if results is None else results(out)
         prepared = self._prepare(args, kwargs)
         if prepared is None:
             return self.fn(*args, **kwargs)      # called from traced code: inline it
-        key, arrays, dynamic, statics = prepared
+        key, arrays, leaves, dynamic, statics = prepared
         entry = self._lookup(key, arrays)
         if entry is None:
             entry = self._compile(key, arrays, dynamic, statics)
         else:
             self._stats["memory_hits"] += 1
-        return entry.call(arrays)
+        return entry.call(arrays, leaves)
 
     def _prepare(self, args, kwargs):
         """Split the call into static values and the dynamic pytree ``(args, kwargs)``;
-        parameters left out keep the function's own defaults."""
+        parameters left out keep the function's own defaults. -> (key, arrays, leaves,
+        dynamic, statics): ``arrays`` are the dynamic leaves as arrays, ``leaves`` as the native
+        code takes them (Python ints and floats themselves)."""
         if kwargs:
             bound = self.signature.bind(*args, **kwargs)
             args, kwargs = bound.args, bound.kwargs
@@ -104,13 +121,15 @@ class Jitted:
             a, spec = _leaf_spec(leaf, k, treedef)
             arrays.append(a)
             specs.append(spec)
+            if spec[0] != "weak":
+                leaves[k] = a
         key = (treedef, statics, tuple(specs))
         if statics:
             try:
                 hash(key)
             except TypeError:
                 raise TypeError("static arguments of a lumen.jit function must be hashable") from None
-        return key, arrays, dynamic, statics
+        return key, arrays, leaves, dynamic, statics
 
     def _lookup(self, key, arrays):
         for entry in self._cache.get(key, ()):
@@ -128,7 +147,19 @@ class Jitted:
             entry = compile_graph(graph, out_tree, self.options)
             self._cache.setdefault(key, []).append(entry)
             self._stats["disk_hits" if entry.from_disk else "compiles"] += 1
+            if self._fast_path(key, entry):
+                self._fast += ((entry.function, entry.results),)
             return entry
+
+    def _fast_path(self, key, entry) -> bool:
+        """Whether `__call__` may try ``entry`` on any call without keyword arguments: it takes
+        the positional arguments as its leaves (no static arguments, no containers), and its
+        native argument checks are all the checking it needs (no size or int-range guards,
+        no debug mode)."""
+        treedef, statics, specs = key
+        positional = ("tuple", (("tuple", (pytree.LEAF,) * len(specs)), ("dict", (), ())))
+        return (treedef == positional and not statics and not self.static_argnums
+                and not entry.guards and not entry.int_guards and not self.options["debug"])
 
     def precompile(self, *args, **kwargs):
         """Compile ahead of time, without running, for arguments given as `lumen.ShapeDtype`
@@ -139,7 +170,7 @@ class Jitted:
         prepared = self._prepare(args, kwargs)
         if prepared is None:
             raise TypeError("precompile() takes specs or concrete arrays, not traced values")
-        key, arrays, dynamic, statics = prepared
+        key, arrays, _, dynamic, statics = prepared
         if self._lookup(key, arrays) is None:
             self._compile(key, arrays, dynamic, statics)
 
@@ -178,19 +209,19 @@ class Jitted:
     # -- introspection --------------------------------------------------------------------------
     def lower(self, *args, **kwargs):
         """The compilation stages for these arguments: ``.ir()``, ``.optimized_ir()``,
-        ``.llvm_ir()``, ``.asm()``."""
+        ``.llvm_ir()``, ``.asm()``, ``.ptx()``."""
         from .compile import Lowered
         prepared = self._prepare(args, kwargs)
         if prepared is None:
             raise TypeError("lower() takes concrete arrays, not traced values")
-        key, arrays, dynamic, statics = prepared
+        _, arrays, _, dynamic, statics = prepared
         graph, out_tree = self._trace(arrays, dynamic, statics)
         return Lowered(graph, self.options)
 
     def cache_info(self):
         """Counts of compiles, of calls served from the memory cache, and of specialisations
         loaded from the disk cache instead of compiled."""
-        return dict(self._stats)
+        return dict(self._stats, memory_hits=self._stats["memory_hits"] + self._fast_hits)
 
 
 def _arg_names(signature, static_argnums, treedef):
@@ -223,6 +254,12 @@ def _leaf_spec(leaf, position, treedef):
         return np.asarray(leaf, np.bool_), (np.dtype(bool), 0, (), True)
     elif isinstance(leaf, (np.generic, np.ndarray)):
         a = np.asarray(leaf)
+    elif hasattr(leaf, "__cuda_array_interface__"):     # a CuPy array (device="gpu")
+        if leaf.dtype not in _SUPPORTED:
+            raise UnsupportedError(f"argument {_path(position, treedef)}: dtype {leaf.dtype} "
+                                   "is not supported by lumen")
+        return leaf, (leaf.dtype, leaf.ndim, tuple(n == 1 for n in leaf.shape),
+                      bool(leaf.flags.c_contiguous))
     elif isinstance(leaf, complex):
         raise UnsupportedError(f"argument {position}: complex numbers are not supported by lumen")
     else:
