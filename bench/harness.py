@@ -32,11 +32,14 @@ import numpy as np
 # Workloads
 
 #: implementations in table order; the first is the baseline every ratio refers to
-IMPLEMENTATIONS = ("numpy", "lumen", "numba", "jax", "pytensor", "torch")
+IMPLEMENTATIONS = ("numpy", "lumen", "numba", "jax", "pytensor", "torch", "cupy")
+#: the implementations a GPU workload (``Workload.device == "gpu"``) is run with; NumPy, on the
+#: CPU, stays the baseline; cupy runs GPU workloads only
+GPU_IMPLEMENTATIONS = ("numpy", "lumen", "cupy")
 
 #: the module that must be importable for an implementation to be "installed"
 IMPL_MODULE = {"numpy": "numpy", "lumen": "lumen", "numba": "numba", "jax": "jax",
-               "pytensor": "pytensor", "torch": "torch"}
+               "pytensor": "pytensor", "torch": "torch", "cupy": "cupy"}
 
 #: distributions whose versions go into the header (those installed)
 VERSIONED = ("numpy", "scipy", "lumen", "llvmlite", "numba", "jax", "jaxlib", "pytensor", "torch")
@@ -74,6 +77,7 @@ class Workload:
     make_inputs: Callable | None = None                      # (shape, dtype, rng) -> tuple of arrays
     bytes_moved: Callable | None = None                      # (inputs, output) -> int; None = not defined
     cache_starts: bool = False     # run each implementation twice, cold (empty caches) then warm
+    device: str = "cpu"            # "gpu": inputs live on the GPU, every call is waited for (GpuAdapter)
 
     def inputs(self, quick: bool, seed: int = 0) -> tuple:
         shape = self.quick_shape if quick else self.shape
@@ -227,6 +231,38 @@ class TorchAdapter(Adapter):
         return _tree_map(lambda t: t.detach().numpy() if hasattr(t, "detach") else np.asarray(t), out)
 
 
+class GpuAdapter(Adapter):
+    """Every implementation but NumPy on a GPU workload: inputs copied to the device once (not
+    timed), each call waited for (the stream synchronised), results copied back for the check."""
+
+    def __init__(self, threads, opts):
+        super().__init__(threads, opts)
+        import cupy
+        self.cupy = cupy
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        self.note = f"on {props['name'].decode()}"
+
+    def prepare(self, inputs):
+        return tuple(self.cupy.asarray(x) for x in inputs)
+
+    def sync(self, out):
+        self.cupy.cuda.get_current_stream().synchronize()
+        return out
+
+    def to_numpy(self, out):
+        return _tree_map(self.cupy.asnumpy, out)
+
+
+def gpu_problem() -> str | None:
+    """Why GPU workloads cannot run here (None when they can)."""
+    try:
+        import cupy
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:   # noqa: BLE001 - no CuPy, no driver, no device: all mean "no GPU"
+        return f"{type(e).__name__}: {e}"
+    return None if count else "CUDA sees no GPU"
+
+
 ADAPTERS = {"numpy": NumpyAdapter, "lumen": LumenAdapter, "numba": NumbaAdapter, "jax": JaxAdapter,
             "pytensor": PytensorAdapter, "torch": TorchAdapter}
 
@@ -291,8 +327,12 @@ def run_child(spec: dict) -> dict:
     try:
         threads = spec["threads"]
         wl = next(w for w in all_workloads() if w.name == spec["workload"])
+        on_gpu = wl.device == "gpu" and spec["impl"] != "numpy"
+        if on_gpu and gpu_problem():
+            rec.update(status="no GPU", error=gpu_problem())
+            return rec
         t0 = time.perf_counter()
-        adapter = ADAPTERS[spec["impl"]](threads, spec)
+        adapter = (GpuAdapter if on_gpu else ADAPTERS[spec["impl"]])(threads, spec)
         rec["import_s"] = time.perf_counter() - t0
         rec["label"] = (adapter.label or spec["impl"]) + (f" ({spec['start']})" if spec.get("start") else "")
         rec["note"] = " ".join(filter(None, [adapter.note, wl.notes.get(spec["impl"], "")]))
@@ -487,8 +527,8 @@ def _cell_time(r: dict) -> str:
                 f"would be {_ms(r['time_s'])} ms)")
     if st == "not installed":
         return "not installed"
-    if st == "n/a":
-        return "n/a"
+    if st in ("n/a", "no GPU"):
+        return st
     return f"**{st}**: {r.get('error', '')}".replace("|", "\\|").replace("\n", " ")[:300]
 
 
@@ -584,6 +624,7 @@ def main(argv=None) -> int:
     impls = [i for i in IMPLEMENTATIONS if not args.impl or i in args.impl or i == "numpy"]
     vers, mach, load_start = versions(), machine(), _loadavg() or 0.0
     cells = [(w, t, i, cache) for w in wls for t in thread_counts for i in impls
+             if (i in GPU_IMPLEMENTATIONS if w.device == "gpu" else i != "cupy")
              for cache in (("cold", "warm") if w.cache_starts and i != "numpy" else (None,))]
     results: dict[tuple, list] = {}
     jsonf = open(args.json, "w") if args.json else None
