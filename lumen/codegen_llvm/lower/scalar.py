@@ -32,21 +32,35 @@ def _libm(ctx, name, ty, nargs=1):
     return ctx.function(name + suffix, ty, [ty] * nargs)
 
 
+def own_math(ctx) -> dict:
+    """The math functions a context emits itself, by libm / LLVM intrinsic name ->
+    ``fn(ctx, *args)``: its ``math_functions`` where it has them (the GPU's call libdevice),
+    else the inline one-argument `mathlib` versions of exp, expm1, log, log1p and tanh."""
+    return getattr(ctx, "math_functions", mathlib.FUNCTIONS)
+
+
 def call_libm(ctx, name, x, *more):
-    """libm's ``name`` (``namef`` for float32); exp, expm1, log, log1p and tanh are emitted
-    inline instead (`mathlib`), so that loops using them vectorise."""
-    inline = mathlib.FUNCTIONS.get(name)
-    if inline is not None and not more:
-        return inline(ctx, x)
+    """libm's ``name`` (``namef`` for float32), unless the context emits it itself (`own_math`;
+    on the CPU exp, expm1, log, log1p and tanh are inline, so that loops using them vectorise)."""
+    own = own_math(ctx).get(name)
+    if own is not None:
+        return own(ctx, x, *more)
     return ctx.builder.call(_libm(ctx, name, x.type, 1 + len(more)), [x, *more])
 
 
 def call_intrinsic(ctx, name, *args):
-    """LLVM intrinsic ``llvm.name``; for exp and log the inline `mathlib` versions."""
-    inline = mathlib.FUNCTIONS.get(name)
-    if inline is not None and len(args) == 1:
-        return inline(ctx, args[0])
+    """LLVM intrinsic ``llvm.name``, unless the context emits it itself (`own_math`)."""
+    own = own_math(ctx).get(name)
+    if own is not None:
+        return own(ctx, *args)
     return ctx.builder.call(ctx.intrinsic(f"llvm.{name}", args[0].type, len(args)), list(args))
+
+
+def frem(ctx, x, y):
+    """C's fmod: LLVM's frem, unless the context has its own fmod (NVPTX expands frem to
+    x - y * trunc(x / y), which is not exact)."""
+    own = own_math(ctx).get("fmod")
+    return own(ctx, x, y) if own is not None else ctx.builder.frem(x, y)
 
 
 def _fconst(x, v):
@@ -114,7 +128,7 @@ def _fdivmod(ctx, x, y):
     """NumPy's npy_divmod for floats -> (floordiv, mod)."""
     b = ctx.builder
     zero = _fconst(x, 0.0)
-    mod = b.frem(x, y)
+    mod = frem(ctx, x, y)
     y_zero = b.fcmp_ordered("==", y, zero)
     div = b.fdiv(b.fsub(x, mod), y)
     mod_nz = b.fcmp_unordered("!=", mod, zero)
@@ -182,7 +196,7 @@ def _fmod(ctx, a, dt, out, p):
     x, y = a
     k = _kind(dt)
     if k == "f":
-        return b.frem(x, y)
+        return frem(ctx, x, y)
     ys, zero = _safe_int_divisor(ctx, x, y, dt)
     r = b.urem(x, ys) if k == "u" else b.srem(x, ys)
     if k == "i":

@@ -1,0 +1,172 @@
+"""The primitives that are not kernels, on the GPU: each as CuPy does it on the host's side
+(matrix products through cuBLAS, movement as views where CuPy can, indexing, running sums) and
+control flow as a host loop whose steps launch the body's kernels.
+
+``OPS[op](run, node, inputs, sizes) -> outputs``: ``run`` is the executor (`GpuRun`: ``cp`` is
+CuPy, ``scatter_add`` is ``cupyx.scatter_add``, ``run.graph(body, arrays, sizes)`` runs a nested
+graph, ``run.constant(node)`` is a ``const`` node's array on the device), ``inputs`` are device
+arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an array it did not
+create.
+
+Reading a value back to the host synchronises with the GPU; only three things do: a ``while``
+condition and a ``cond`` predicate (the host must know them to go on) and the bounds check of
+integer-array indices (an index out of bounds is an IndexError, as on the CPU, never a read
+outside the array).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.ops.movement import slice_key
+
+
+def _reshape(run, node, ins, sizes):
+    return [ins[0].reshape(tuple(sizes(d) for d in node.params["shape"]))]
+
+
+def _transpose(run, node, ins, sizes):
+    return [ins[0].transpose(node.params["perm"])]
+
+
+def _broadcast_to(run, node, ins, sizes):
+    return [run.cp.broadcast_to(ins[0], tuple(sizes(d) for d in node.params["shape"]))]
+
+
+def _slice(run, node, ins, sizes):
+    return [ins[0][slice_key(node.params["specs"], sizes)]]
+
+
+def _concatenate(run, node, ins, sizes):
+    return [run.cp.concatenate(ins, axis=node.params["axis"])]
+
+
+def _check_indices(node, x, indices):
+    """IndexError naming the axis when an index is outside [-n, n) (synchronises)."""
+    start = node.params["start"]
+    for k, idx in enumerate(indices):
+        n = x.shape[start + k]
+        outside = idx >= n if idx.dtype.kind == "u" else (idx < -n) | (idx >= n)
+        if idx.size and bool(outside.any()):
+            raise IndexError(f"index out of bounds for axis {start + k} with size {n} in "
+                             f"{node.loc or node.op}")
+
+
+def _key(node, indices):
+    return (slice(None),) * node.params["start"] + tuple(indices)
+
+
+def _gather(run, node, ins, sizes):
+    x, *idx = ins
+    _check_indices(node, x, idx)
+    return [x[_key(node, idx)]]
+
+
+def _scatter(run, node, ins, sizes):
+    x, v, *idx = ins
+    _check_indices(node, x, idx)
+    out = x.copy()
+    if node.params["mode"] == "add":      # gradients of x[idx]: float32 or float64
+        run.scatter_add(out, _key(node, idx), v)
+    else:
+        out[_key(node, idx)] = v
+    return [out]
+
+
+def _update_slice(run, node, ins, sizes):
+    x, v = ins
+    out = x.copy()
+    out[slice_key(node.params["specs"], sizes)] = v
+    return [out]
+
+
+def _matmul(run, node, ins, sizes):
+    return [run.cp.matmul(*ins).astype(node.out.dtype, copy=False)]
+
+
+def _gemm(run, node, ins, sizes):
+    a, b, c = ins
+    alpha, beta = node.params["alpha"], node.params["beta"]
+    out = run.cp.matmul(a, b)
+    if alpha != 1:
+        out *= out.dtype.type(alpha)
+    if beta:
+        out += out.dtype.type(beta) * c
+    return [out]
+
+
+def _iota(run, node, ins, sizes):
+    return [run.cp.arange(sizes(node.params["size"]), dtype=node.params["dtype"])]
+
+
+def _dim(run, node, ins, sizes):
+    return [run.cp.full((), sizes(node.params["dim"]), dtype=np.int64)]
+
+
+def _cumulative(name):
+    def run_it(run, node, ins, sizes):
+        fn = getattr(run.cp, name)
+        return [fn(ins[0], axis=node.params["axis"], dtype=node.out.dtype)]
+    return run_it
+
+
+def _scan(run, node, ins, sizes):
+    p = node.params
+    body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
+    carries, xs, caps = list(ins[:nc]), ins[nc:nc + nx], list(ins[nc + nx:])
+    n = sizes(p["length"])
+    ys = [run.cp.empty((n,) + tuple(sizes(d) for d in v.type.shape), v.dtype)
+          for v in body.outputs[nc:]]
+    for t in (range(n - 1, -1, -1) if p["reverse"] else range(n)):
+        out = run.graph(body, carries + [x[t] for x in xs] + caps, sizes)
+        carries = out[:nc]
+        for y, step in zip(ys, out[nc:]):
+            y[t] = step
+    return carries + ys
+
+
+def _holds(run, cond_graph, arrays, sizes) -> bool:
+    return bool(run.graph(cond_graph, arrays, sizes)[0])
+
+
+def _while(run, node, ins, sizes):
+    n = node.params["n_state"]
+    state, caps = list(ins[:n]), list(ins[n:])
+    while _holds(run, node.params["cond"], state + caps, sizes):
+        state = run.graph(node.params["body"], state + caps, sizes)
+    return state
+
+
+def _while_grad(run, node, ins, sizes):
+    """Forward, recording each step's incoming state; then the steps' vector-Jacobian
+    products from the last step back (the reference interpreter's scheme)."""
+    p = node.params
+    body, n = p["body"], p["n_state"]
+    n_caps = len(body.inputs) - n
+    state, caps, cot = list(ins[:n]), list(ins[n:n + n_caps]), list(ins[n + n_caps:])
+    acc = [run.cp.zeros(a.shape, v.dtype) for a, v in zip(caps, body.inputs[n:])
+           if v.dtype.kind == "f"]
+    tape = []
+    while _holds(run, p["cond"], state + caps, sizes):
+        tape.append(state)
+        state = run.graph(body, state + caps, sizes)
+    for recorded in reversed(tape):
+        out = run.graph(p["vjp"], recorded + caps + cot + acc, sizes)
+        cot, acc = out[:len(cot)], out[len(cot):]
+    return state + cot + acc
+
+
+def _cond(run, node, ins, sizes):
+    branch = node.params["true"] if bool(ins[0]) else node.params["false"]
+    return run.graph(branch, list(ins[1:]), sizes)
+
+
+OPS = {
+    "reshape": _reshape, "transpose": _transpose, "broadcast_to": _broadcast_to,
+    "slice": _slice, "concatenate": _concatenate,
+    "gather": _gather, "scatter": _scatter, "update_slice": _update_slice,
+    "matmul": _matmul, "gemm": _gemm,
+    "const": lambda run, node, ins, sizes: [run.constant(node)],
+    "iota": _iota, "dim": _dim,
+    "cumsum": _cumulative("cumsum"), "cumprod": _cumulative("cumprod"),
+    "scan": _scan, "while": _while, "while_grad": _while_grad, "cond": _cond,
+}
