@@ -1,5 +1,5 @@
 """The host target: llvmlite initialisation, the target machine (host CPU name and features,
--O3), optimisation, object code, and loading object code into an MCJIT engine.
+-O2 plus vectorisers), optimisation, object code, and loading object code into an MCJIT engine.
 
 Every compiled program goes through object code (`compile_object`) and is loaded from it
 (`LoadedModule`), whether it was just compiled or read back from the disk cache: one path, and
@@ -53,16 +53,21 @@ def identity() -> dict:
 
 
 def optimise(llvm_ir: str):
-    """Parse, verify and optimise a module at -O3 -> `llvmlite.binding.ModuleRef`."""
+    """Parse, verify and optimise a module -> `llvmlite.binding.ModuleRef`."""
     tm = target_machine()
     with _lock:
         module = llvm.parse_assembly(llvm_ir)
         module.triple = tm.triple
         module.data_layout = str(tm.target_data)
         module.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        # -O2 with the vectorisers and interleaving but no unrolling: the kernels run as fast
+        # as at -O3 (they unroll themselves where it pays: blocked reductions), and compiling
+        # takes a fifth less (measured on the MLP and LSTM-CRF training steps)
+        pto = llvm.create_pipeline_tuning_options(speed_level=2)
         pto.loop_vectorization = True
         pto.slp_vectorization = True
+        pto.loop_interleaving = True
+        pto.loop_unrolling = False
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(module, pb)
     return module

@@ -5,7 +5,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
-from ..llvmtypes import f32, f64, i8, i8p, i32, value_type
+from ..llvmtypes import f32, f64, i8, i8p, i32, i64, value_type
 from .loops import align, copy, nest
 from .scalar import LOWER as SCALAR, cast
 
@@ -86,14 +86,7 @@ class _Gemm:
         self.n = b_.shape[-1]
         self.a = self._prepare(a)
         self.b = self._prepare(b_)
-        prefix = "lumen_s" if out.dtype == np.float32 else "lumen_d"
-        ft = f32 if out.dtype == np.float32 else f64
-        p32, pf = i32.as_pointer(), ft.as_pointer()
-        self.fn = ctx.function(prefix + "gemm", ir.VoidType(),
-                               [i8p, i8p, p32, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
-        self.gemv = ctx.function(prefix + "gemv", ir.VoidType(),
-                                 [i8p, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
-        self.ft = ft
+        self.fn = _product_function(ctx, out.dtype)
 
     def _prepare(self, x):
         """-> `_Prepared`: x itself where its strides suit BLAS, else a contiguous copy."""
@@ -148,75 +141,70 @@ class _Gemm:
         return _Prepared(arr, trans, ld)
 
     def call(self, off_c, off_a, off_b):
-        """One product: ?gemv when a side is a single row or column (BLAS's gemm would pack the
-        whole matrix for one row: 3x slower at 1000x1000, the recurrent step of an RNN), else
-        ?gemm. C^T = B^T A^T in BLAS's column-major terms."""
-        ctx, b = self.ctx, self.ctx.builder
-        one = ctx.i64(1)
-        vector = b.and_(b.or_(b.icmp_signed("==", self.m, one), b.icmp_signed("==", self.n, one)),
-                        b.icmp_signed(">=", self.k, one))
-        a_ptr = b.gep(self.a.arr.data, [off_a])
-        b_ptr = b.gep(self.b.arr.data, [off_b])
-        c_ptr = b.gep(self.out.data, [off_c])
-        with b.if_else(vector) as (gemv, gemm):
-            with gemv:
-                with b.if_else(b.icmp_signed("==", self.m, one)) as (row, column):
-                    with row:
-                        self._row_times_matrix(a_ptr, b_ptr, c_ptr)
-                    with column:
-                        self._matrix_times_column(a_ptr, b_ptr, c_ptr)
-            with gemm:
-                self._gemm(a_ptr, b_ptr, c_ptr)
+        b = self.ctx.builder
+        ft = self.fn.args[5].type
+        b.call(self.fn, [self.a.trans, self.b.trans, self.m, self.n, self.k,
+                         ir.Constant(ft, float(self.alpha)), b.gep(self.a.arr.data, [off_a]),
+                         self.a.ld, b.gep(self.b.arr.data, [off_b]), self.b.ld,
+                         ir.Constant(ft, float(self.beta)), b.gep(self.out.data, [off_c])])
 
-    def _gemm(self, a_ptr, b_ptr, c_ptr):
-        ctx, b = self.ctx, self.ctx.builder
-        ldc = b.select(b.icmp_signed("<", self.n, ctx.i64(1)), ctx.i64(1), self.n)
-        b.call(self.fn, [self._byte(self.b.trans), self._byte(self.a.trans), self._int(self.n),
-                         self._int(self.m), self._int(self.k), self._scalar(self.alpha), b_ptr,
-                         self._int(self.b.ld), a_ptr, self._int(self.a.ld),
-                         self._scalar(self.beta), c_ptr, self._int(ldc)])
 
-    def _row_times_matrix(self, a_ptr, b_ptr, c_ptr):
-        """m == 1: c (n) = op(B) (n x k) . a (k); a's elements are ld apart when A is stored
-        transposed."""
-        ctx, b = self.ctx, self.ctx.builder
-        b_plain = self._is_plain(self.b.trans)
-        rows = b.select(b_plain, self.n, self.k)
-        cols = b.select(b_plain, self.k, self.n)
-        inc_a = b.select(self._is_plain(self.a.trans), ctx.i64(1), self.a.ld)
-        self._call_gemv(self.b.trans, rows, cols, b_ptr, self.b.ld, a_ptr, inc_a, c_ptr)
+def _product_function(ctx, dtype):
+    """``void product(i8 trans_a, i8 trans_b, i64 m, i64 n, i64 k, T alpha, i8* a, i64 lda,
+    i8* b, i64 ldb, T beta, i8* c)``: c (m x n, row-major) = alpha * op(a) @ op(b) + beta * c,
+    emitted once per module (every product site is one call). ?gemv when a side is a single
+    row or column (BLAS's gemm would pack the whole matrix for one row: 3x slower at
+    1000 x 1000, the recurrent step of an RNN), else ?gemm; C^T = B^T A^T in BLAS's
+    column-major terms."""
+    prefix = "s" if dtype == np.float32 else "d"
+    name = f"lumen.product.{prefix}"
+    fn = ctx.module.globals.get(name)
+    if fn is not None:
+        return fn
+    ft = f32 if dtype == np.float32 else f64
+    p32, pf = i32.as_pointer(), ft.as_pointer()
+    fn = ir.Function(ctx.module, ir.FunctionType(
+        ir.VoidType(), [i8, i8, i64, i64, i64, ft, i8p, i64, i8p, i64, ft, i8p]), name)
+    fn.linkage = "internal"
+    gemm = ctx.function(f"lumen_{prefix}gemm", ir.VoidType(),
+                        [i8p, i8p, p32, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
+    gemv = ctx.function(f"lumen_{prefix}gemv", ir.VoidType(),
+                        [i8p, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
+    ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
 
-    def _matrix_times_column(self, a_ptr, b_ptr, c_ptr):
-        """n == 1: c (m) = op(A)^T-in-BLAS-terms (m x k) . b (k)."""
-        ctx, b = self.ctx, self.ctx.builder
-        a_plain = self._is_plain(self.a.trans)
-        trans = b.select(a_plain, ir.Constant(i8, ord("T")), ir.Constant(i8, ord("N")))
-        rows = b.select(a_plain, self.k, self.m)
-        cols = b.select(a_plain, self.m, self.k)
-        inc_b = b.select(self._is_plain(self.b.trans), self.b.ld, ctx.i64(1))
-        self._call_gemv(trans, rows, cols, a_ptr, self.a.ld, b_ptr, inc_b, c_ptr)
-
-    def _call_gemv(self, trans, rows, cols, mat, ld, vec, inc, out):
-        self.ctx.builder.call(self.gemv, [
-            self._byte(trans), self._int(rows), self._int(cols), self._scalar(self.alpha), mat,
-            self._int(ld), vec, self._int(inc), self._scalar(self.beta), out,
-            self._int(self.ctx.i64(1))])
-
-    def _is_plain(self, trans):
-        return self.ctx.builder.icmp_unsigned("==", trans, ir.Constant(i8, ord("N")))
-
-    def _byte(self, v):
-        return self._store(self.ctx.alloca(i8), v)
-
-    def _int(self, v):
-        return self._store(self.ctx.alloca(i32), self.ctx.builder.trunc(v, i32))
-
-    def _scalar(self, x):
-        return self._store(self.ctx.alloca(self.ft), ir.Constant(self.ft, float(x)))
-
-    def _store(self, slot, v):
-        self.ctx.builder.store(v, slot)
+    def ref(v):
+        """BLAS takes every argument by pointer (Fortran); ints as i32."""
+        if v.type == i64:
+            v = b.trunc(v, i32)
+        slot = b.alloca(v.type)
+        b.store(v, slot)
         return slot
+
+    def plain(trans):
+        return b.icmp_unsigned("==", trans, ir.Constant(i8, ord("N")))
+
+    one = ir.Constant(i64, 1)
+    with b.if_then(b.and_(b.or_(b.icmp_signed("==", m, one), b.icmp_signed("==", n, one)),
+                          b.icmp_signed(">=", k, one))):
+        with b.if_else(b.icmp_signed("==", m, one)) as (row, column):
+            with row:          # c (n) = op(B) (n x k) . a (k); a's elements ld apart if A is transposed
+                rows, cols = b.select(plain(tb), n, k), b.select(plain(tb), k, n)
+                inc = b.select(plain(ta), one, lda)
+                b.call(gemv, [ref(tb), ref(rows), ref(cols), ref(alpha), b_, ref(ldb), a,
+                              ref(inc), ref(beta), c, ref(one)])
+            with column:       # c (m) = op(A)^T in BLAS terms (m x k) . b (k)
+                trans = b.select(plain(ta), ir.Constant(i8, ord("T")), ir.Constant(i8, ord("N")))
+                rows, cols = b.select(plain(ta), k, m), b.select(plain(ta), m, k)
+                inc = b.select(plain(tb), ldb, one)
+                b.call(gemv, [ref(trans), ref(rows), ref(cols), ref(alpha), a, ref(lda), b_,
+                              ref(inc), ref(beta), c, ref(one)])
+        b.ret_void()
+    ldc = b.select(b.icmp_signed("<", n, one), one, n)
+    b.call(gemm, [ref(tb), ref(ta), ref(n), ref(m), ref(k), ref(alpha), b_, ref(ldb), a,
+                  ref(lda), ref(beta), c, ref(ldc)])
+    b.ret_void()
+    return fn
 
 
 def _loop_matmul(ctx, a, b_, out, off_c, off_a, off_b):
