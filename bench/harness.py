@@ -118,6 +118,11 @@ def all_workloads() -> list[Workload]:
     return list(WORKLOADS)
 
 
+def _is_prefix(key: str, name: str) -> bool:
+    """``W1`` selects W1a and W1b.f32, ``W3.784-10`` the W3.784-10.b* sizes, not W3.784-1000."""
+    return name.startswith(key) and not name[len(key):len(key) + 1].isdigit()
+
+
 def select_workloads(names: list[str]) -> list[Workload]:
     wls = all_workloads()
     if not names:
@@ -125,7 +130,7 @@ def select_workloads(names: list[str]) -> list[Workload]:
     chosen = []
     for name in names:
         key = name.lower()
-        hits = [w for w in wls if key in (w.name.lower(), w.name.lower().split(".")[0], w.family.lower())]
+        hits = [w for w in wls if _is_prefix(key, w.name.lower()) or key == w.family.lower()]
         if not hits:
             known = ", ".join(w.name for w in wls)
             raise SystemExit(f"unknown workload {name!r}; known: {known} (or a family: "

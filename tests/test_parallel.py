@@ -337,3 +337,25 @@ FORKED_CHILD = textwrap.dedent("""
 
 def test_a_forked_child_runs_its_loops_serially_instead_of_hanging(tmp_path):
     assert run_script(FORKED_CHILD, tmp_path) == {"child_ok": True, "parent_ok": True}
+
+
+SPIN_SETTING = textwrap.dedent("""
+    import json, os
+    import numpy as np
+    import lumen
+    lumen.jit(lambda a: a + 1)(np.zeros(3))
+    print(json.dumps({"spin": os.environ.get("GOMP_SPINCOUNT")}))
+""")
+
+
+@pytest.mark.parametrize("env, expected", [({}, "1000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
+                                           ({"OMP_WAIT_POLICY": "active"}, None)])
+def test_idle_threads_spin_briefly_unless_the_user_chose(tmp_path, env, expected):
+    """libgomp's default spin would starve OpenBLAS's threads between loops (symbols.py)."""
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", SPIN_SETTING], cwd=tmp_path, timeout=300,
+                          env={**environment, "LUMEN_CACHE": "0", "PYTHONPATH": ROOT, **env},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["spin"] == expected

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..ir.dims import Dim, prod
 from . import buffer_cache
+from .counted_loop import counted_loop
 from .llvmtypes import i1, i8, i8p, i32, i64, i64p, memory_type, value_type
 
 # PyObject / PyArrayObject / PyArray_Descr field offsets on 64-bit CPython and NumPy 2
@@ -553,26 +554,10 @@ class Context:
             v = b.zext(v, i8)
         b.store(v, self.element_pointer(arr, offset), align=arr.dtype.itemsize)
 
-    @contextlib.contextmanager
     def loop(self, n, name="i", start=None):
         """``for i in range(start, n)`` (i64s; start defaults to 0); yields i."""
-        b = self.builder
-        pre = b.block
-        head = self.fn.append_basic_block(f"{name}.head")
-        body = self.fn.append_basic_block(f"{name}.body")
-        done = self.fn.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(i64, name=name)
-        i.add_incoming(self.i64(0) if start is None else start, pre)
-        b.cbranch(b.icmp_signed("<", i, n), body, done)
-        b.position_at_end(body)
-        yield i
-        nxt = b.add(i, self.i64(1), name=f"{name}.next", flags=["nsw"])
-        i.add_incoming(nxt, b.block)
-        b.branch(head)
-        b.position_at_end(done)
-
+        return counted_loop(self.builder, self.fn, self.i64(0) if start is None else start, n,
+                            self.i64(1), name)
 
 def contiguous_strides(b, shape, itemsize, const):
     strides = [None] * len(shape)

@@ -12,7 +12,8 @@ import threading
 import llvmlite
 import llvmlite.binding as llvm
 
-_lock = threading.Lock()
+#: One lock for LLVM's global context: CPU and GPU (codegen_ptx) compiles alike.
+LLVM_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -55,7 +56,7 @@ def identity() -> dict:
 def optimise(llvm_ir: str):
     """Parse, verify and optimise a module -> `llvmlite.binding.ModuleRef`."""
     tm = target_machine()
-    with _lock:
+    with LLVM_LOCK:
         module = llvm.parse_assembly(llvm_ir)
         module.triple = tm.triple
         module.data_layout = str(tm.target_data)
@@ -76,7 +77,7 @@ def optimise(llvm_ir: str):
 def compile_object(llvm_ir: str) -> bytes:
     """Optimise a module and emit its relocatable object code for the host."""
     module = optimise(llvm_ir)
-    with _lock:
+    with LLVM_LOCK:
         return target_machine().emit_object(module)
 
 
@@ -85,7 +86,7 @@ class LoadedModule:
     engine alive as long as the functions are used."""
 
     def __init__(self, object_code: bytes):
-        with _lock:
+        with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
             self.engine.finalize_object()

@@ -17,6 +17,7 @@ import contextlib
 import llvmlite.ir as ir
 import numpy as np
 
+from ..codegen_llvm.counted_loop import counted_loop
 from ..codegen_llvm.llvmtypes import i1, i8, i32, i64, memory_type
 from ..errors import UnsupportedError
 from . import libdevice
@@ -150,24 +151,9 @@ class KernelContext:
         self.builder.store(v, self._element(base, offset, dtype), align=dtype.itemsize)
 
     # -- loops --------------------------------------------------------------------------------------
-    @contextlib.contextmanager
     def loop(self, start, stop, step, name="i"):
         """``for (i = start; i < stop; i += step)`` over i64s; yields i."""
-        b = self.builder
-        pre = b.block
-        head = self.fn.append_basic_block(f"{name}.head")
-        body = self.fn.append_basic_block(f"{name}.body")
-        done = self.fn.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(i64, name=name)
-        i.add_incoming(start, pre)
-        b.cbranch(b.icmp_signed("<", i, stop), body, done)
-        b.position_at_end(body)
-        yield i
-        i.add_incoming(b.add(i, step), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+        return counted_loop(self.builder, self.fn, start, stop, step, name)
 
     @contextlib.contextmanager
     def if_then(self, cond, name="then"):

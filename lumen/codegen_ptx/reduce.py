@@ -21,8 +21,8 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..codegen_llvm.llvmtypes import i1, i32, i64
-from ..codegen_llvm.lower.kernel import (_acc_dtype, _better, combine, eval_body, identity,
-                                         used_inputs)
+from ..codegen_llvm.lower.kernel import (accumulator_dtype, arg_better, combine, eval_body,
+                                         identity, used_inputs)
 from ..codegen_llvm.lower.scalar import cast, is_nan, truth
 from ..ir.ops.kernel import body_dtype
 from ..ir.ops.reduce import reduce_dtype
@@ -65,7 +65,7 @@ class _Fold:
         self.ctx, self.op = ctx, op
         self.body_dtype = body_dtype(body, dtypes)
         self.red_dtype = reduce_dtype(op, self.body_dtype)
-        self.acc_dtype = _acc_dtype(op, self.body_dtype, self.red_dtype)
+        self.acc_dtype = accumulator_dtype(op, self.body_dtype, self.red_dtype)
         self.arg = op in ("argmax", "argmin")
 
     def identity(self):
@@ -89,7 +89,7 @@ class _Fold:
             tie = b.or_(b.fcmp_ordered("==", w, v), b.and_(is_nan(ctx, w), is_nan(ctx, v)))
         else:
             tie = b.icmp_unsigned("==", w, v)
-        take = b.or_(_better(ctx, self.op, w, v, self.body_dtype),
+        take = b.or_(arg_better(ctx, self.op, w, v, self.body_dtype),
                      b.and_(tie, b.icmp_signed("<", j, i)))
         return [b.select(take, w, v), b.select(take, j, i)]
 

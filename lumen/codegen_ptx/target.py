@@ -11,7 +11,7 @@ import functools
 import llvmlite
 import llvmlite.binding as llvm
 
-from ..codegen_llvm.target import _lock  # one lock for LLVM's global context, CPU and GPU alike
+from ..codegen_llvm.target import LLVM_LOCK
 from ..errors import DeviceError
 from . import libdevice
 
@@ -64,7 +64,7 @@ def compile_ptx(nvvm_ir: str, kernels, arch: str = DEFAULT_ARCH) -> str:
     """PTX text of the module ``nvvm_ir`` whose entry points are the functions named in
     ``kernels``, for architecture ``arch`` (``sm_80``, ``sm_90``, ...)."""
     tm = target_machine(arch)
-    with _lock:
+    with LLVM_LOCK:
         module = llvm.parse_assembly(nvvm_ir)
         module.verify()
         if any(f.is_declaration and f.name.startswith("__nv_") for f in module.functions):

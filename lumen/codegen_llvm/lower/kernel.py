@@ -99,7 +99,7 @@ class _Epilogue:
 
 # -- reductions -------------------------------------------------------------------------------
 
-def _acc_dtype(op, body_dtype, out_dtype):
+def accumulator_dtype(op, body_dtype, out_dtype):
     if op == "sum" and np.dtype(out_dtype) == np.float32:
         return np.dtype(np.float64)
     if op in ("any", "all"):
@@ -147,7 +147,7 @@ def combine(ctx, op, acc, v, dtype):
     return LOWER["maximum" if op == "max" else "minimum"](ctx, [acc, v], dtype, dtype, {})
 
 
-def _better(ctx, op, v, best, dtype):
+def arg_better(ctx, op, v, best, dtype):
     """argmax/argmin: does ``v`` replace ``best`` (first occurrence wins, NaN wins)?"""
     b = ctx.builder
     kind = np.dtype(dtype).kind
@@ -166,7 +166,7 @@ def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
     kept = [a for a in range(len(space)) if a not in axes]
     body_dtype = body_dtype_of(body, dtypes)
     red_dtype = reduce_dtype(op, body_dtype)
-    acc_dtype = _acc_dtype(op, body_dtype, red_dtype)
+    acc_dtype = accumulator_dtype(op, body_dtype, red_dtype)
     out_strides = _out_strides(ctx, red, space, out)
     epilogue = _Epilogue(ctx, node, args, kept, red_dtype)
     used = used_inputs(body)
@@ -284,7 +284,7 @@ class _Accumulator:
     def _take_better(self, v, index):
         b = self.ctx.builder
         best = b.load(self.acc)
-        take = _better(self.ctx, self.op, v, best, self.body_dtype)
+        take = arg_better(self.ctx, self.op, v, best, self.body_dtype)
         b.store(b.select(take, v, best), self.acc)
         b.store(b.select(take, index, b.load(self.index)), self.index)
 
