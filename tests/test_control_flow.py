@@ -384,3 +384,26 @@ def test_gradient_when_a_branch_returns_one_value_twice():
         return a + 3 * b
     assert_same(lumen.grad(f)(0.5), 4 * np.cos(0.5), rtol=1e-12)
     assert_same(lumen.grad(f)(-0.5), 4.0)
+
+
+def test_coupled_carries_of_the_primal_and_the_recorded_pass_are_carried_once():
+    """An LSTM's h is updated from its c: the two passes' (h, c) are matched together, so the
+    forward loop carries them once and computes ``h @ wh`` once per step."""
+    def loss(wh, xs):
+        n = wh.shape[0]
+
+        def cell(carry, x):
+            h, c = carry
+            z = x + h @ wh
+            c = lumen.nn.sigmoid(z[n:]) * c + lumen.nn.sigmoid(z[:n])
+            h = np.tanh(c)
+            return (h, c), h
+        h0 = np.zeros(n)
+        return lumen.scan(cell, (h0, h0), xs)[1].sum()
+    rng = np.random.default_rng(3)
+    wh, xs = rng.standard_normal((3, 6)) * 0.5, rng.standard_normal((4, 6))
+    graph = lumen.jit(lumen.value_and_grad(loss)).lower(wh, xs).optimized_graph()
+    forward = [n for n in graph.nodes if n.op == "scan" and not n.params["reverse"]]
+    assert len(forward) == 1 and forward[0].params["n_carry"] == 2
+    assert _products(forward[0].params["body"]) == 1
+    lumen.check_grad(loss, (wh, xs))

@@ -201,11 +201,14 @@ def _merge_pairs(graph):
     return graph
 
 
-def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb):
+def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb, assumed):
     """Whether carry j of body ``bb`` is updated exactly as carry i of ``ba`` is, given that
-    they start equal (structural comparison; inputs fed the same outer value match)."""
+    the carry pairs in ``assumed`` are equal on entry (structural comparison; inputs fed the
+    same outer value match)."""
     outer_a = dict(zip(ba.inputs, a_inputs))
     outer_b = dict(zip(bb.inputs, b_inputs))
+    carry_a = {v: k for k, v in enumerate(ba.inputs[:na])}
+    carry_b = {v: k for k, v in enumerate(bb.inputs[:nb])}
     memo = {}
 
     def same(u, w):
@@ -213,10 +216,9 @@ def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb):
         if key in memo:
             return memo[key]
         if u.node is None or w.node is None:
-            if u is ba.inputs[i] and w is bb.inputs[j]:
-                r = True
-            elif u.node is None and w.node is None and u not in ba.inputs[:na] and \
-                    w not in bb.inputs[:nb]:
+            if u in carry_a or w in carry_b:
+                r = (carry_a.get(u), carry_b.get(w)) in assumed
+            elif u.node is None and w.node is None:
                 r = outer_a.get(u) is outer_b.get(w) and outer_a.get(u) is not None
             else:
                 r = False
@@ -232,16 +234,25 @@ def _same_update(ba, bb, i, j, a_inputs, b_inputs, na, nb):
 
 def _duplicate_carries(a, b):
     """{carry of b: carry of a} for carries that start from one value and evolve alike (a
-    function and its derivative's recorded forward pass both compute the same states)."""
+    function and its derivative's recorded forward pass both compute the same states). The
+    pairs are found together (an LSTM's h is updated from its c): start from every pair with
+    the same initial value and drop pairs whose updates differ while the others are assumed
+    equal, until none is dropped; what is left is equal at every step."""
     pa, pb = a.params, b.params
     na, nb = pa["n_carry"], pb["n_carry"]
+    pairs = {(i, j) for i in range(na) for j in range(nb)
+             if a.inputs[i] is b.inputs[j] and
+             pa["body"].outputs[i].type == pb["body"].outputs[j].type}
+    while True:
+        kept = {(i, j) for i, j in pairs
+                if _same_update(pa["body"], pb["body"], i, j, a.inputs, b.inputs, na, nb, pairs)}
+        if kept == pairs:
+            break
+        pairs = kept
     dup = {}
-    for j in range(nb):
-        for i in range(na):
-            if i not in dup.values() and a.inputs[i] is b.inputs[j] and \
-                    _same_update(pa["body"], pb["body"], i, j, a.inputs, b.inputs, na, nb):
-                dup[j] = i
-                break
+    for i, j in sorted(pairs, key=lambda p: (p[1], p[0])):
+        if j not in dup and i not in dup.values():
+            dup[j] = i
     return dup
 
 
