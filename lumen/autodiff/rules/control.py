@@ -16,8 +16,14 @@ from ...ir.ops import MOVEMENT
 from ..emit import Emitter
 
 
-def _float(v) -> bool:
-    return v.dtype.kind == "f"
+def float_parts(values) -> list:
+    """Positions of the floating-point values (the ones that carry derivatives)."""
+    return [i for i, v in enumerate(values) if v.dtype.kind == "f"]
+
+
+def or_zeros(e, g, like):
+    """``g``, or zeros like ``like`` where it is None (a zero derivative)."""
+    return g if g is not None else e.zeros_like(like)
 
 
 def replay(builder, graph, inputs):
@@ -40,10 +46,6 @@ def summed_seeds(e, pairs) -> dict:
     return seeds
 
 
-def _zeros(e, v):
-    return e.zeros_like(v)
-
-
 # -- scan -----------------------------------------------------------------------------------------
 
 def scan_jvp(e, node, ts):
@@ -52,7 +54,7 @@ def scan_jvp(e, node, ts):
     body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
     ins = node.inputs
     carries, xs, caps = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
-    t_carry = [i for i in range(nc) if _float(carries[i])]
+    t_carry = float_parts(carries)
     t_xs = [i for i in range(nx) if ts[nc + i] is not None]
     t_caps = [i for i in range(len(caps)) if ts[nc + nx + i] is not None]
     b = GraphBuilder("scan_jvp")
@@ -69,11 +71,11 @@ def scan_jvp(e, node, ts):
     tangents = forward(b, nodes, seeds)
     be = Emitter(b)
     new_c, ys = outs[:nc], outs[nc:]
-    t_new_c = [tangents.get(new_c[i]) or _zeros(be, new_c[i]) for i in t_carry]
-    t_ys = [k for k, y in enumerate(ys) if _float(y)]
-    t_y_out = [tangents.get(ys[k]) or _zeros(be, ys[k]) for k in t_ys]
+    t_new_c = [or_zeros(be, tangents.get(new_c[i]), new_c[i]) for i in t_carry]
+    t_ys = float_parts(ys)
+    t_y_out = [or_zeros(be, tangents.get(ys[k]), ys[k]) for k in t_ys]
     new_body = b.build(new_c + t_new_c + ys + t_y_out)
-    tc0 = [ts[i] if ts[i] is not None else _zeros(e, carries[i]) for i in t_carry]
+    tc0 = [or_zeros(e, ts[i], carries[i]) for i in t_carry]
     inputs = list(carries) + tc0 + list(xs) + [ts[nc + i] for i in t_xs] + list(caps) + \
         [ts[nc + nx + i] for i in t_caps]
     scan = e.builder.emit("scan", inputs, e.loc, body=new_body, n_carry=nc + len(t_carry),
@@ -99,8 +101,8 @@ def scan_vjp(e, node, gs):
     carries, xs, caps = ins[:nc], ins[nc:nc + nx], ins[nc + nx:]
     ny = len(body.outputs) - nc
     # 1. the backward step: the step replayed and differentiated
-    f_carry = [i for i in range(nc) if _float(carries[i])]
-    f_caps = [i for i in range(len(caps)) if _float(caps[i])]
+    f_carry = float_parts(carries)
+    f_caps = float_parts(caps)
     g_ys = [k for k in range(ny) if gs[nc + k] is not None]
     b = GraphBuilder("scan_vjp")
     gc_in = [b.add_input(body.inputs[i].type, f"gc{i}") for i in f_carry]
@@ -114,13 +116,13 @@ def scan_vjp(e, node, gs):
     seeds = summed_seeds(be, [(outs[i], g) for i, g in zip(f_carry, gc_in)] +
                          [(outs[nc + k], g) for k, g in zip(g_ys, gy_in)])
     cts = backward(b, nodes, seeds, c_in + x_in + cap_in)
-    new_gc = [cts[i] if cts[i] is not None else _zeros(be, c_in[i]) for i in f_carry]
+    new_gc = [or_zeros(be, cts[i], c_in[i]) for i in f_carry]
     new_acc = []
     for j, i in enumerate(f_caps):
         g = cts[nc + nx + i]
         new_acc.append(be.add(acc_in[j], g) if g is not None else acc_in[j])
-    f_xs = [i for i in range(nx) if _float(xs[i])]
-    gx = [cts[nc + i] if cts[nc + i] is not None else _zeros(be, x_in[i]) for i in f_xs]
+    f_xs = float_parts(xs)
+    gx = [or_zeros(be, cts[nc + i], x_in[i]) for i in f_xs]
     grad_outputs = new_gc + new_acc + gx
     residuals = _residuals(b, nodes, set(c_in + x_in), grad_outputs)
     grad_body = _read_residuals(b, residuals, grad_outputs, before=len(b.inputs) - len(cap_in))
@@ -135,8 +137,8 @@ def scan_vjp(e, node, gs):
                          reverse=p["reverse"], length=p["length"]).outputs
     stacked_carries, stacked_residuals = fwd[nc + ny:nc + ny + nc], fwd[nc + ny + nc:]
     # 3. the backward scan
-    gc0 = [gs[i] if gs[i] is not None else _zeros(e, carries[i]) for i in f_carry]
-    acc0 = [_zeros(e, caps[i]) for i in f_caps]
+    gc0 = [or_zeros(e, gs[i], carries[i]) for i in f_carry]
+    acc0 = [e.zeros_like(caps[i]) for i in f_caps]
     inputs = gc0 + acc0 + list(stacked_carries) + list(xs) + [gs[nc + k] for k in g_ys] + \
         list(stacked_residuals) + list(caps)
     back = e.builder.emit("scan", inputs, e.loc, body=grad_body,
@@ -204,13 +206,13 @@ def cond_jvp(e, node, ts):
         nodes, outs = replay(b, branch, x_in)
         tangents = forward(b, nodes, {x_in[i]: t for i, t in zip(t_ops, t_in)})
         be = Emitter(b)
-        touts = [tangents.get(o) or _zeros(be, o) for o in outs if _float(o)]
+        touts = [or_zeros(be, tangents.get(outs[i]), outs[i]) for i in float_parts(outs)]
         graphs.append(b.build(touts))
     inputs = [node.inputs[0]] + list(ops) + [ts[1 + i] for i in t_ops]
     out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs
     result, k = [], 0
     for o in node.outputs:
-        if _float(o):
+        if o.dtype.kind == "f":
             result.append(out[k])
             k += 1
         else:
@@ -222,7 +224,7 @@ def cond_vjp(e, node, gs):
     from ..transform import backward
     ops = node.inputs[1:]
     g_outs = [k for k, g in enumerate(gs) if g is not None]
-    f_ops = [i for i in range(len(ops)) if _float(ops[i])]
+    f_ops = float_parts(ops)
     graphs = []
     for branch in _branch_graphs(node):
         b = GraphBuilder("cond_vjp")
@@ -232,7 +234,7 @@ def cond_vjp(e, node, gs):
         be = Emitter(b)
         cts = backward(b, nodes, summed_seeds(be, [(outs[k], g) for k, g in zip(g_outs, g_in)]),
                        x_in)
-        graphs.append(b.build([cts[i] if cts[i] is not None else _zeros(be, x_in[i]) for i in f_ops]))
+        graphs.append(b.build([or_zeros(be, cts[i], x_in[i]) for i in f_ops]))
     inputs = [node.inputs[0]] + list(ops) + [gs[k] for k in g_outs]
     out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs
     result = [None] * len(node.inputs)

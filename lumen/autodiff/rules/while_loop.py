@@ -23,15 +23,7 @@ from __future__ import annotations
 
 from ...ir.builder import GraphBuilder
 from ..emit import Emitter
-from .control import replay, summed_seeds
-
-
-def _float_parts(values) -> list:
-    return [i for i, v in enumerate(values) if v.dtype.kind == "f"]
-
-
-def _or_zeros(e, g, like):
-    return g if g is not None else e.zeros_like(like)
+from .control import float_parts, or_zeros, replay, summed_seeds
 
 
 def jvp_loop(cond, body, n_state, t_caps):
@@ -39,7 +31,7 @@ def jvp_loop(cond, body, n_state, t_caps):
     float parts' tangents, captured values, tangents of the captured values at ``t_caps``);
     the body returns (new state, its tangents)."""
     from ..transform import forward
-    f_state = _float_parts(body.inputs[:n_state])
+    f_state = float_parts(body.inputs[:n_state])
 
     def inputs_of(b, graph):
         s_in = [b.add_input(v.type, f"s{i}") for i, v in enumerate(graph.inputs[:n_state])]
@@ -58,7 +50,7 @@ def jvp_loop(cond, body, n_state, t_caps):
     seeds.update({c_in[i]: t for i, t in zip(t_caps, tc_in)})
     tangents = forward(bb, nodes, seeds)
     be = Emitter(bb)
-    t_outs = [_or_zeros(be, tangents.get(outs[i]), outs[i]) for i in f_state]
+    t_outs = [or_zeros(be, tangents.get(outs[i]), outs[i]) for i in f_state]
     return cb.build([pred]), bb.build(outs + t_outs)
 
 
@@ -67,8 +59,8 @@ def step_vjp(body, n_state):
     captured values' cotangents so far) -> (cotangents of the state's float parts, captured
     values' cotangents with this step's added)."""
     from ..transform import backward
-    f_state = _float_parts(body.inputs[:n_state])
-    f_caps = _float_parts(body.inputs[n_state:])
+    f_state = float_parts(body.inputs[:n_state])
+    f_caps = float_parts(body.inputs[n_state:])
     b = GraphBuilder("while_step_vjp")
     s_in = [b.add_input(v.type, f"s{i}") for i, v in enumerate(body.inputs[:n_state])]
     c_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(body.inputs[n_state:])]
@@ -78,7 +70,7 @@ def step_vjp(body, n_state):
     be = Emitter(b)
     seeds = summed_seeds(be, [(outs[i], g) for i, g in zip(f_state, g_in)])
     cts = backward(b, nodes, seeds, s_in + c_in)
-    new_g = [_or_zeros(be, cts[i], s_in[i]) for i in f_state]
+    new_g = [or_zeros(be, cts[i], s_in[i]) for i in f_state]
     new_acc = [acc if cts[n_state + i] is None else be.add(acc, cts[n_state + i])
                for i, acc in zip(f_caps, acc_in)]
     return b.build(new_g + new_acc)
@@ -99,10 +91,10 @@ def while_jvp(e, node, ts):
     p = node.params
     n = p["n_state"]
     state, caps = node.inputs[:n], node.inputs[n:]
-    f_state = _float_parts(state)
+    f_state = float_parts(state)
     t_caps = [i for i in range(len(caps)) if ts[n + i] is not None]
     cond, body = jvp_loop(p["cond"], p["body"], n, t_caps)
-    inputs = list(state) + [_or_zeros(e, ts[i], state[i]) for i in f_state] + list(caps) + \
+    inputs = list(state) + [or_zeros(e, ts[i], state[i]) for i in f_state] + list(caps) + \
         [ts[n + i] for i in t_caps]
     out = e.builder.emit("while", inputs, e.loc, cond=cond, body=body,
                          n_state=n + len(f_state)).outputs
@@ -116,8 +108,8 @@ def while_vjp(e, node, gs):
     p = node.params
     n = p["n_state"]
     state, caps = node.inputs[:n], node.inputs[n:]
-    f_state, f_caps = _float_parts(state), _float_parts(caps)
-    seeds = [_or_zeros(e, gs[i], state[i]) for i in f_state]
+    f_state, f_caps = float_parts(state), float_parts(caps)
+    seeds = [or_zeros(e, gs[i], state[i]) for i in f_state]
     _, g_state, g_caps = _while_grad(e, state, caps, seeds, p["cond"], p["body"])
     result = [None] * len(node.inputs)
     for j, i in enumerate(f_state):
@@ -140,11 +132,11 @@ def while_grad_jvp(e, node, ts):
     p = node.params
     state, caps, seeds = _while_grad_inputs(node)
     n, m = len(state), len(caps)
-    f_state, f_caps = _float_parts(state), _float_parts(caps)
+    f_state, f_caps = float_parts(state), float_parts(caps)
     t_caps = [i for i in range(m) if ts[n + i] is not None]
     cond, body = jvp_loop(p["cond"], p["body"], n, t_caps)
-    t_state = [_or_zeros(e, ts[i], state[i]) for i in f_state]
-    t_seeds = [_or_zeros(e, ts[n + m + j], g) for j, g in enumerate(seeds)]
+    t_state = [or_zeros(e, ts[i], state[i]) for i in f_state]
+    t_seeds = [or_zeros(e, ts[n + m + j], g) for j, g in enumerate(seeds)]
     final, g_state, g_caps = _while_grad(e, list(state) + t_state,
                                          list(caps) + [ts[n + i] for i in t_caps],
                                          t_seeds + list(seeds), cond, body)
@@ -159,12 +151,12 @@ def while_grad_vjp(e, node, gs):
     p = node.params
     state, caps, seeds = _while_grad_inputs(node)
     n, m, k = len(state), len(caps), len(seeds)
-    f_state, f_caps = _float_parts(state), _float_parts(caps)
+    f_state, f_caps = float_parts(state), float_parts(caps)
     w, u, v = gs[:n], gs[n:n + k], gs[n + k:]
     t_caps = [i for j, i in enumerate(f_caps) if v[j] is not None]
     cond, body = jvp_loop(p["cond"], p["body"], n, t_caps)
-    t_state = [_or_zeros(e, u[j], state[i]) for j, i in enumerate(f_state)]
-    new_seeds = [_or_zeros(e, w[i], state[i]) for i in f_state] + list(seeds)
+    t_state = [or_zeros(e, u[j], state[i]) for j, i in enumerate(f_state)]
+    new_seeds = [or_zeros(e, w[i], state[i]) for i in f_state] + list(seeds)
     final, g_state, g_caps = _while_grad(e, list(state) + t_state,
                                          list(caps) + [g for g in v if g is not None],
                                          new_seeds, cond, body)
