@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ir.ops import control
 from ..ir.ops.movement import slice_key
 
 
@@ -109,55 +110,14 @@ def _cumulative(name):
     return run_it
 
 
-def _scan(run, node, ins, sizes):
-    p = node.params
-    body, nc, nx = p["body"], p["n_carry"], p["n_xs"]
-    carries, xs, caps = list(ins[:nc]), ins[nc:nc + nx], list(ins[nc + nx:])
-    n = sizes(p["length"])
-    ys = [run.cp.empty((n,) + tuple(sizes(d) for d in v.type.shape), v.dtype)
-          for v in body.outputs[nc:]]
-    for t in (range(n - 1, -1, -1) if p["reverse"] else range(n)):
-        out = run.graph(body, carries + [x[t] for x in xs] + caps, sizes)
-        carries = out[:nc]
-        for y, step in zip(ys, out[nc:]):
-            y[t] = step
-    return carries + ys
-
-
-def _holds(run, cond_graph, arrays, sizes) -> bool:
-    return bool(run.graph(cond_graph, arrays, sizes)[0])
-
-
-def _while(run, node, ins, sizes):
-    n = node.params["n_state"]
-    state, caps = list(ins[:n]), list(ins[n:])
-    while _holds(run, node.params["cond"], state + caps, sizes):
-        state = run.graph(node.params["body"], state + caps, sizes)
-    return state
-
-
-def _while_grad(run, node, ins, sizes):
-    """Forward, recording each step's incoming state; then the steps' vector-Jacobian
-    products from the last step back (the reference interpreter's scheme)."""
-    p = node.params
-    body, n = p["body"], p["n_state"]
-    n_caps = len(body.inputs) - n
-    state, caps, cot = list(ins[:n]), list(ins[n:n + n_caps]), list(ins[n + n_caps:])
-    acc = [run.cp.zeros(a.shape, v.dtype) for a, v in zip(caps, body.inputs[n:])
-           if v.dtype.kind == "f"]
-    tape = []
-    while _holds(run, p["cond"], state + caps, sizes):
-        tape.append(state)
-        state = run.graph(body, state + caps, sizes)
-    for recorded in reversed(tape):
-        out = run.graph(p["vjp"], recorded + caps + cot + acc, sizes)
-        cot, acc = out[:len(cot)], out[len(cot):]
-    return state + cot + acc
-
-
-def _cond(run, node, ins, sizes):
-    branch = node.params["true"] if bool(ins[0]) else node.params["false"]
-    return run.graph(branch, list(ins[1:]), sizes)
+def _control(run_op, extra=lambda run, sizes: ()):
+    """A control-flow node run on the host by its shared semantics (`ir.ops.control`), its
+    bodies' kernels launched on the device; ``extra`` gives run_op's CuPy-side arguments."""
+    def run_it(run, node, ins, sizes):
+        def evaluate(graph, arrays):
+            return run.graph(graph, arrays, sizes)
+        return run_op(node.params, list(ins), evaluate, *extra(run, sizes))
+    return run_it
 
 
 OPS = {
@@ -168,5 +128,8 @@ OPS = {
     "const": lambda run, node, ins, sizes: [run.constant(node)],
     "iota": _iota, "dim": _dim,
     "cumsum": _cumulative("cumsum"), "cumprod": _cumulative("cumprod"),
-    "scan": _scan, "while": _while, "while_grad": _while_grad, "cond": _cond,
+    "scan": _control(control.run_scan, lambda run, sizes: (sizes, run.cp.empty)),
+    "while": _control(control.run_while), "cond": _control(control.run_cond),
+    "while_grad": _control(control.run_while_grad, lambda run, sizes: (
+        lambda a, dtype: run.cp.zeros(a.shape, dtype),)),
 }

@@ -39,25 +39,66 @@ def _scan_infer(types, params):
     return carries + ys, checks
 
 
-def _scan_reference(arrays, params, shapes):
-    from ..interpret import interpret
+def run_scan(params, arrays, evaluate, size, empty):
+    """scan's semantics, step by step on the host. ``evaluate(graph, arrays)`` runs a body,
+    ``size(dim)`` gives a size its value, ``empty(shape, dtype)`` allocates: NumPy's for the
+    reference interpreter, CuPy's for the GPU executor (whose bodies launch kernels)."""
     body, n_carry, n_xs = params["body"], params["n_carry"], params["n_xs"]
     carries = list(arrays[:n_carry])
     xs, captured = arrays[n_carry:n_carry + n_xs], list(arrays[n_carry + n_xs:])
-    n = params["length"].evaluate(shapes)
-    ys = []
-    steps = range(n - 1, -1, -1) if params["reverse"] else range(n)
-    for t in steps:
-        out = interpret(body, carries + [x[t] for x in xs] + captured, shapes=shapes)
-        carries, y = list(out[:n_carry]), out[n_carry:]
-        ys.append(y)
-    if params["reverse"]:
-        ys.reverse()
-    y_types = [o.type for o in body.outputs[n_carry:]]
-    stacked = [np.stack([step[k] for step in ys]) if ys else
-               np.zeros((0,) + tuple(d.evaluate(shapes) for d in t.shape), t.dtype)
-               for k, t in enumerate(y_types)]
-    return carries + stacked
+    n = size(params["length"])
+    ys = [empty((n,) + tuple(size(d) for d in v.type.shape), v.dtype)
+          for v in body.outputs[n_carry:]]
+    for t in (range(n - 1, -1, -1) if params["reverse"] else range(n)):
+        out = evaluate(body, carries + [x[t] for x in xs] + captured)
+        carries = list(out[:n_carry])
+        for y, step in zip(ys, out[n_carry:]):
+            y[t] = step
+    return carries + ys
+
+
+def run_while(params, arrays, evaluate):
+    """while's semantics on the host (``evaluate`` as for `run_scan`)."""
+    n_state = params["n_state"]
+    state, captured = list(arrays[:n_state]), list(arrays[n_state:])
+    while bool(evaluate(params["cond"], state + captured)[0]):
+        state = list(evaluate(params["body"], state + captured))
+    return state
+
+
+def run_while_grad(params, arrays, evaluate, zeros_like):
+    """while_grad's semantics on the host: the loop recording each step's incoming state, then
+    the steps' vector-Jacobian products from the last step back (``zeros_like(a, dtype)``
+    starts the captured values' cotangents)."""
+    body, n_state = params["body"], params["n_state"]
+    n_caps = len(body.inputs) - n_state
+    state, captured = list(arrays[:n_state]), list(arrays[n_state:n_state + n_caps])
+    cot = list(arrays[n_state + n_caps:])
+    acc = [zeros_like(a, v.dtype) for a, v in zip(captured, body.inputs[n_state:])
+           if v.dtype.kind == "f"]
+    tape = []
+    while bool(evaluate(params["cond"], state + captured)[0]):
+        tape.append(state)
+        state = list(evaluate(body, state + captured))
+    for recorded in reversed(tape):
+        out = evaluate(params["vjp"], recorded + captured + cot + acc)
+        cot, acc = out[:len(cot)], out[len(cot):]
+    return state + cot + acc
+
+
+def run_cond(params, arrays, evaluate):
+    """cond's semantics on the host: only the branch taken runs."""
+    branch = params["true"] if bool(arrays[0]) else params["false"]
+    return list(evaluate(branch, list(arrays[1:])))
+
+
+def _interpreter(shapes):
+    from ..interpret import interpret
+    return lambda graph, arrays: interpret(graph, arrays, shapes=shapes)
+
+
+def _scan_reference(arrays, params, shapes):
+    return run_scan(params, arrays, _interpreter(shapes), lambda d: d.evaluate(shapes), np.empty)
 
 
 def _while_infer(types, params):
@@ -65,12 +106,7 @@ def _while_infer(types, params):
 
 
 def _while_reference(arrays, params, shapes):
-    from ..interpret import interpret
-    n_state = params["n_state"]
-    state, captured = list(arrays[:n_state]), list(arrays[n_state:])
-    while bool(interpret(params["cond"], state + captured, shapes=shapes)[0]):
-        state = list(interpret(params["body"], state + captured, shapes=shapes))
-    return state
+    return run_while(params, arrays, _interpreter(shapes))
 
 
 def _while_grad_infer(types, params):
@@ -78,21 +114,8 @@ def _while_grad_infer(types, params):
 
 
 def _while_grad_reference(arrays, params, shapes):
-    from ..interpret import interpret
-    body, n_state = params["body"], params["n_state"]
-    n_caps = len(body.inputs) - n_state
-    state, captured = list(arrays[:n_state]), list(arrays[n_state:n_state + n_caps])
-    cot = list(arrays[n_state + n_caps:])
-    acc = [np.zeros(np.shape(a), v.dtype) for a, v in zip(captured, body.inputs[n_state:])
-           if v.dtype.kind == "f"]
-    tape = []
-    while bool(interpret(params["cond"], state + captured, shapes=shapes)[0]):
-        tape.append(state)
-        state = list(interpret(body, state + captured, shapes=shapes))
-    for recorded in reversed(tape):
-        out = interpret(params["vjp"], recorded + captured + cot + acc, shapes=shapes)
-        cot, acc = out[:len(cot)], out[len(cot):]
-    return state + cot + acc
+    return run_while_grad(params, arrays, _interpreter(shapes),
+                          lambda a, dtype: np.zeros(np.shape(a), dtype))
 
 
 def _cond_infer(types, params):
@@ -100,9 +123,7 @@ def _cond_infer(types, params):
 
 
 def _cond_reference(arrays, params, shapes):
-    from ..interpret import interpret
-    branch = params["true"] if bool(np.asarray(arrays[0])) else params["false"]
-    return interpret(branch, list(arrays[1:]), shapes=shapes)
+    return run_cond(params, arrays, _interpreter(shapes))
 
 
 OPS = {
