@@ -20,11 +20,10 @@ from __future__ import annotations
 from ..errors import UnsupportedError
 from ..ir.ops import ELEMENTWISE, OPS
 from .emit import Emitter
+from .rules import control, stabilize, while_loop
 from .rules.elementwise import PARTIALS
 from .rules.elementwise import ZERO as ELEMENTWISE_ZERO
-from .rules import control, stabilize, while_loop
-from .rules.structural import JVP, MASK, VJP
-from .rules.structural import keepdims
+from .rules.structural import JVP, MASK, VJP, keepdims
 from .rules.structural import ZERO as STRUCTURAL_ZERO
 
 
@@ -135,11 +134,12 @@ class _Cotangents:
                 self.mask[v] = e.op("logical_or", known, mask) if both else None
 
 
-def backward(builder, nodes, seeds: dict, wrt) -> list:
-    """Pull ``seeds`` (output Value -> cotangent Value) back through ``nodes``; returns the
-    cotangent of each value in ``wrt`` (None where it is zero)."""
+def backward(builder, nodes, seeds, wrt) -> list:
+    """Pull ``seeds``, (output Value, cotangent Value) pairs, back through ``nodes``; returns
+    the cotangent of each value in ``wrt`` (None where it is zero). A value seeded twice (a
+    function returning it twice) gets the sum."""
     cts = _Cotangents()
-    for v, g in seeds.items():
+    for v, g in seeds:
         cts.add(Emitter(builder), v, g)
     inside = set(nodes)
     for node in reversed(nodes):

@@ -109,7 +109,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
         from ..autodiff.emit import Emitter
         seed = Emitter(current().builder).const(1, v)
         flat = [w for group in wrt for w in group]
-        cts = backward(current().builder, nodes, {v: seed}, flat)
+        cts = backward(current().builder, nodes, [(v, seed)], flat)
         grads, k = [], 0
         for group, treedef in zip(wrt, trees):
             leaves = [Tracer(_zeros_or(cts[k + j], w)) for j, w in enumerate(group)]
@@ -144,14 +144,12 @@ def lop(fn, args, cotangents):
     ct_leaves, ct_tree = pytree.flatten(cotangents)
     if ct_tree != out_tree:
         raise ValueError("lop: cotangents must have the structure of fn(*args)")
-    seeds = {}
+    seeds = []
     for o, c in zip(out_leaves, ct_leaves):
         ov, cv = to_value(o), to_value(c)
         if ov.dtype.kind == "f":
             from .ops import astype, broadcast_to
-            g = broadcast_to(astype(Tracer(cv), ov.dtype), ov.shape)
-            # an output returned twice gets the sum of its cotangents
-            seeds[ov] = to_value(Tracer(seeds[ov]) + g if ov in seeds else g)
+            seeds.append((ov, to_value(broadcast_to(astype(Tracer(cv), ov.dtype), ov.shape))))
     cts = backward(current().builder, nodes, seeds, wrt)
     return pytree.unflatten(treedef, [Tracer(_zeros_or(c, w)) for c, w in zip(cts, wrt)])
 
@@ -207,7 +205,7 @@ def jacobian(fn, argnums=0):
         for i in range(n):
             onehot = ops.astype(ops.ufunc("equal", flat_iota, i), ov.dtype)
             seed = to_value(ops.reshape(onehot, tuple(ov.shape)))
-            cts = backward(current().builder, nodes, {ov: seed}, wrt)
+            cts = backward(current().builder, nodes, [(ov, seed)], wrt)
             for k, (c, w) in enumerate(zip(cts, wrt)):
                 rows[k].append(Tracer(_zeros_or(c, w)))
         jacs = [ops.reshape(ops.stack(r), tuple(ov.shape) + tuple(w.shape)) for r, w in zip(rows, wrt)]

@@ -37,17 +37,6 @@ def replay(builder, graph, inputs):
     return builder.nodes[start:], [env[v] for v in graph.outputs]
 
 
-def summed_seeds(e, pairs) -> dict:
-    """{value: cotangent} from (value, cotangent) pairs, summed where a value repeats (a body
-    returning one value twice, as a carry and as a per-step output: ``return h, h``)."""
-    seeds = {}
-    for v, g in pairs:
-        seeds[v] = e.add(seeds[v], g) if v in seeds else g
-    return seeds
-
-
-# -- scan -----------------------------------------------------------------------------------------
-
 def scan_jvp(e, node, ts):
     from ..transform import forward
     p = node.params
@@ -112,10 +101,10 @@ def scan_vjp(e, node, gs):
     gy_in = [b.add_input(body.outputs[nc + k].type, f"gy{k}") for k in g_ys]
     cap_in = [b.add_input(v.type, f"cap{i}") for i, v in enumerate(body.inputs[nc + nx:])]
     nodes, outs = replay(b, body, c_in + x_in + cap_in)
-    be = Emitter(b)
-    seeds = summed_seeds(be, [(outs[i], g) for i, g in zip(f_carry, gc_in)] +
-                         [(outs[nc + k], g) for k, g in zip(g_ys, gy_in)])
+    seeds = [(outs[i], g) for i, g in zip(f_carry, gc_in)] + \
+        [(outs[nc + k], g) for k, g in zip(g_ys, gy_in)]
     cts = backward(b, nodes, seeds, c_in + x_in + cap_in)
+    be = Emitter(b)
     new_gc = [or_zeros(be, cts[i], c_in[i]) for i in f_carry]
     new_acc = []
     for j, i in enumerate(f_caps):
@@ -231,9 +220,8 @@ def cond_vjp(e, node, gs):
         x_in = [b.add_input(v.type, f"x{i}") for i, v in enumerate(branch.inputs)]
         g_in = [b.add_input(branch.outputs[k].type, f"g{k}") for k in g_outs]
         nodes, outs = replay(b, branch, x_in)
+        cts = backward(b, nodes, [(outs[k], g) for k, g in zip(g_outs, g_in)], x_in)
         be = Emitter(b)
-        cts = backward(b, nodes, summed_seeds(be, [(outs[k], g) for k, g in zip(g_outs, g_in)]),
-                       x_in)
         graphs.append(b.build([or_zeros(be, cts[i], x_in[i]) for i in f_ops]))
     inputs = [node.inputs[0]] + list(ops) + [gs[k] for k in g_outs]
     out = e.builder.emit("cond", inputs, e.loc, true=graphs[0], false=graphs[1]).outputs

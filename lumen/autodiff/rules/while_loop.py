@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ...ir.builder import GraphBuilder
 from ..emit import Emitter
-from .control import float_parts, or_zeros, replay, summed_seeds
+from .control import float_parts, or_zeros, replay
 
 
 def jvp_loop(cond, body, n_state, t_caps):
@@ -67,9 +67,8 @@ def step_vjp(body, n_state):
     g_in = [b.add_input(body.inputs[i].type, f"g{i}") for i in f_state]
     acc_in = [b.add_input(body.inputs[n_state + i].type, f"gcap{i}") for i in f_caps]
     nodes, outs = replay(b, body, s_in + c_in)
+    cts = backward(b, nodes, [(outs[i], g) for i, g in zip(f_state, g_in)], s_in + c_in)
     be = Emitter(b)
-    seeds = summed_seeds(be, [(outs[i], g) for i, g in zip(f_state, g_in)])
-    cts = backward(b, nodes, seeds, s_in + c_in)
     new_g = [or_zeros(be, cts[i], s_in[i]) for i in f_state]
     new_acc = [acc if cts[n_state + i] is None else be.add(acc, cts[n_state + i])
                for i, acc in zip(f_caps, acc_in)]
