@@ -224,9 +224,7 @@ def transition_scores(params, words, caps, dropout=lambda site, x: x):
 
 
 def sentence_loss(params, words, caps, tags, key, rate):
-    """-log p(tags | sentence), with dropout at ``rate`` drawn from ``key`` when rate > 0."""
-    if not rate:
-        return neurocrf.crf_loss(transition_scores(params, words, caps), tags)
+    """-log p(tags | sentence), with dropout at ``rate`` drawn from ``key``."""
     keys = lumen.random.split(key, 2)
 
     def dropout(site, x):
@@ -234,16 +232,21 @@ def sentence_loss(params, words, caps, tags, key, rate):
     return neurocrf.crf_loss(transition_scores(params, words, caps, dropout), tags)
 
 
+def sgd_update(params, grads, lr, clip):
+    """params - lr * grads, the gradient scaled down to norm ``clip`` when it is longer."""
+    norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+    scale = lr * np.minimum(1, clip / (norm + 1e-6))
+    return {k: params[k] - scale * grads[k] for k in params}
+
+
 def make_sgd_step(rate, clip):
-    """The jitted SGD step for one sentence at dropout ``rate``: the gradient is scaled down to
-    norm ``clip`` when longer; step ``i`` draws its dropout masks from fold_in(key, i)."""
+    """The jitted SGD step for one sentence at dropout ``rate`` (gradient norm clipped to
+    ``clip``); step ``i`` draws its dropout masks from fold_in(key, i)."""
     @lumen.jit
     def step(params, words, caps, tags, key, i, lr):
-        step_key = lumen.random.fold_in(key, i) if rate else key
-        loss, grads = lumen.value_and_grad(sentence_loss)(params, words, caps, tags, step_key, rate)
-        norm = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
-        scale = lr * np.minimum(1, clip / (norm + 1e-6))
-        return loss, {k: params[k] - scale * grads[k] for k in params}
+        loss, grads = lumen.value_and_grad(sentence_loss)(
+            params, words, caps, tags, lumen.random.fold_in(key, i), rate)
+        return loss, sgd_update(params, grads, lr, clip)
     return step
 
 
@@ -261,7 +264,7 @@ def train(train_data, vocab, epochs, lr=0.05, rate=0.2, clip=5.0, seed=0, log=pr
     rng = np.random.default_rng(seed)
     params = init_params(rng, len(vocab), **SIZES)
     step = make_sgd_step(rate, clip)
-    key = lumen.random.key(seed) if rate else np.zeros(2, np.uint32)
+    key = lumen.random.key(seed)
     lr = np.float32(lr)
     epoch_times, i = [], 0
     for epoch in range(epochs):

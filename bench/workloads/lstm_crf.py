@@ -83,7 +83,8 @@ def _lstm_forward(xs, wx, wh, b):
 
 
 def _lstm_backward(xs, wh, hs, cs, acts, dh_out):
-    """dloss/d(Wx, Wh, b) from dh_out (T, H) = dloss/dh_t through the outputs."""
+    """dloss/d(Wx, Wh, b) and dloss/dz_t (T, 4H) from dh_out (T, H) = dloss/dh_t through the
+    outputs (dloss/dxs = dz @ Wx.T)."""
     n, hdim = dh_out.shape
     dz = np.empty_like(acts)                          # dloss/dz_t
     dh = np.zeros(hdim, dtype=xs.dtype)               # dloss/dh_t through z_{t+1}
@@ -101,7 +102,7 @@ def _lstm_backward(xs, wh, hs, cs, acts, dh_out):
         d[3 * hdim:] = dc * i * (1 - g * g)
         dc = dc * f
         dh = d @ wh.T
-    return xs.T @ dz, hs[:-1].T @ dz, dz.sum(axis=0)
+    return xs.T @ dz, hs[:-1].T @ dz, dz.sum(axis=0), dz
 
 
 def _crf(scores, y):
@@ -145,7 +146,7 @@ def numpy_step(xs, y, *params):
     grads = []
     for k, (x, (wx, wh, b), cache) in enumerate(zip(seqs, lstms, fwd)):
         dh_k = dh[:, k * hdim:(k + 1) * hdim]
-        grads += _lstm_backward(x, wh, *cache, dh_k[::-1] if k else dh_k)
+        grads += _lstm_backward(x, wh, *cache, dh_k[::-1] if k else dh_k)[:3]
     grads += [h.T @ ds, ds.sum(axis=0)]
     return (loss, *(p - LR * g for p, g in zip(params, grads)))
 
@@ -153,38 +154,12 @@ def numpy_step(xs, y, *params):
 # ---- lumen: lumen.scan for the LSTM and the forward algorithm, lumen.value_and_grad -----------
 
 def lumen_loss(params, xs, y):
-    """The model as plain NumPy with lumen.scan."""
-    import lumen
-
-    def sigmoid(z):
-        return 1 / (1 + np.exp(-z))
-
-    def lstm(xs, wx, wh, b, reverse):
-        hdim = wh.shape[0]
-
-        def cell(carry, xw_t):
-            h, c = carry
-            z = xw_t + h @ wh
-            i, f, o = sigmoid(z[:hdim]), sigmoid(z[hdim:2 * hdim]), sigmoid(z[2 * hdim:3 * hdim])
-            c = f * c + i * np.tanh(z[3 * hdim:])
-            h = o * np.tanh(c)
-            return (h, c), h
-        h0 = np.zeros(hdim, dtype=xs.dtype)
-        _, hs = lumen.scan(cell, (h0, h0), xs @ wx + b, reverse=reverse)
-        return hs
-
+    """The model as plain NumPy with lumen.scan (examples/neurocrf.py)."""
+    from examples import neurocrf
     lstms = [params[i:i + 3] for i in range(0, len(params) - 2, 3)]
     wo, bo = params[-2:]
-    h = np.concatenate([lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], axis=1)
-    n = xs.shape[0]
-    k = N_LABELS
-    g = (h @ wo + bo).reshape(n, k, k)
-
-    def forward(alpha, g_t):
-        return lumen.nn.logsumexp(alpha[:, None] + g_t, axis=0), None
-    alpha, _ = lumen.scan(forward, g[0, START], g[1:])
-    yprev = np.concatenate(([START], y[:-1]))
-    return lumen.nn.logsumexp(alpha) - g[np.arange(n), yprev, y].sum()
+    h = np.concatenate([neurocrf.lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], axis=1)
+    return neurocrf.crf_loss(neurocrf.transitions(h, wo, bo, N_LABELS), y)
 
 
 def lumen_step(xs, y, *params):
@@ -200,38 +175,46 @@ def _lumen(inputs):
 
 # ---- jax: jax.lax.scan + jax.value_and_grad (the adapter applies jax.jit) ----------------------
 
-def _jax_loss():
+def _jax_lstm(xs, wx, wh, b, reverse=False):
     import jax
     import jax.numpy as jnp
-    from jax.nn import logsumexp, sigmoid
+    from jax.nn import sigmoid
+    hdim = wh.shape[0]
 
-    def lstm(xs, wx, wh, b, reverse):
-        hdim = wh.shape[0]
+    def cell(carry, xw_t):
+        h, c = carry
+        z = xw_t + h @ wh
+        i, f, o = sigmoid(z[:hdim]), sigmoid(z[hdim:2 * hdim]), sigmoid(z[2 * hdim:3 * hdim])
+        c = f * c + i * jnp.tanh(z[3 * hdim:])
+        h = o * jnp.tanh(c)
+        return (h, c), h
+    h0 = jnp.zeros(hdim, dtype=xs.dtype)
+    _, hs = jax.lax.scan(cell, (h0, h0), xs @ wx + b, reverse=reverse)
+    return hs
 
-        def cell(carry, xw_t):
-            h, c = carry
-            z = xw_t + h @ wh
-            i, f, o = sigmoid(z[:hdim]), sigmoid(z[hdim:2 * hdim]), sigmoid(z[2 * hdim:3 * hdim])
-            c = f * c + i * jnp.tanh(z[3 * hdim:])
-            h = o * jnp.tanh(c)
-            return (h, c), h
-        h0 = jnp.zeros(hdim, dtype=xs.dtype)
-        _, hs = jax.lax.scan(cell, (h0, h0), xs @ wx + b, reverse=reverse)
-        return hs
+
+def _jax_crf_loss(g, y):
+    """log Z - gold score for g (T, K, K)."""
+    import jax
+    import jax.numpy as jnp
+    from jax.nn import logsumexp
+
+    def forward(alpha, g_t):
+        return logsumexp(alpha[:, None] + g_t, axis=0), None
+    alpha, _ = jax.lax.scan(forward, g[0, START], g[1:])
+    yprev = jnp.concatenate([jnp.array([START], dtype=y.dtype), y[:-1]])
+    return logsumexp(alpha) - g[jnp.arange(g.shape[0]), yprev, y].sum()
+
+
+def _jax_loss():
+    import jax.numpy as jnp
 
     def loss(params, xs, y):
         lstms = [params[i:i + 3] for i in range(0, len(params) - 2, 3)]
         wo, bo = params[-2:]
-        h = jnp.concatenate([lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], axis=1)
-        n = xs.shape[0]
+        h = jnp.concatenate([_jax_lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], axis=1)
         k = N_LABELS
-        g = (h @ wo + bo).reshape(n, k, k)
-
-        def forward(alpha, g_t):
-            return logsumexp(alpha[:, None] + g_t, axis=0), None
-        alpha, _ = jax.lax.scan(forward, g[0, START], g[1:])
-        yprev = jnp.concatenate([jnp.array([START], dtype=y.dtype), y[:-1]])
-        return logsumexp(alpha) - g[jnp.arange(n), yprev, y].sum()
+        return _jax_crf_loss((h @ wo + bo).reshape(xs.shape[0], k, k), y)
     return loss
 
 
@@ -247,39 +230,54 @@ def _jax(inputs):
 
 # ---- pytensor: pytensor.scan + pytensor.grad, a function returning the new parameters ---------
 
-def _pytensor(inputs):
+def _pytensor_lstm(xs, wx, wh, b, hdim, reverse=False):
+    """hs (T, H) of a symbolic sentence xs (T, D); ``reverse`` aligned with the words."""
     import pytensor
     import pytensor.tensor as pt
-    xs = pt.matrix("xs", dtype=DTYPE)
-    y = pt.vector("y", dtype=inputs[1].dtype)
-    params = [(pt.matrix if p.ndim == 2 else pt.vector)(f"p{k}", dtype=DTYPE)
-              for k, p in enumerate(inputs[2:])]
-    hdim = inputs[3].shape[0]
-    k = N_LABELS
 
     def cell(xw_t, h, c, wh):
         z = xw_t + pt.dot(h, wh)
         i, f, o = (pt.sigmoid(z[j * hdim:(j + 1) * hdim]) for j in range(3))
         c = f * c + i * pt.tanh(z[3 * hdim:])
         return o * pt.tanh(c), c
+    h0 = pt.zeros((hdim,), dtype=xs.dtype)
+    (h, _), _ = pytensor.scan(cell, sequences=[pt.dot(xs, wx) + b], outputs_info=[h0, h0],
+                              non_sequences=[wh], go_backwards=reverse, strict=True)
+    return h[::-1] if reverse else h                # go_backwards: outputs in reverse order
 
-    hs = []
-    for j in range(0, len(params) - 2, 3):
-        wx, wh, b = params[j:j + 3]
-        h0 = pt.zeros((hdim,), dtype=DTYPE)
-        (h, _), _ = pytensor.scan(cell, sequences=[pt.dot(xs, wx) + b], outputs_info=[h0, h0],
-                                  non_sequences=[wh], go_backwards=j > 0, strict=True)
-        hs.append(h[::-1] if j > 0 else h)             # go_backwards: outputs in reverse order
-    wo, bo = params[-2:]
-    h = pt.concatenate(hs, axis=1) if len(hs) > 1 else hs[0]
-    n = xs.shape[0]
-    g = (pt.dot(h, wo) + bo).reshape((n, k, k))
+
+def _pytensor_crf_loss(g, y):
+    """log Z - gold score for a symbolic g (T, K, K) and y (T,)."""
+    import pytensor
+    import pytensor.tensor as pt
 
     def forward(g_t, alpha):
         return pt.logsumexp(alpha[:, None] + g_t, axis=0)
     alphas, _ = pytensor.scan(forward, sequences=[g[1:]], outputs_info=[g[0, START]], strict=True)
-    yprev = pt.concatenate([pt.as_tensor_variable(np.array([START], dtype=inputs[1].dtype)), y[:-1]])
-    loss = pt.logsumexp(alphas[-1]) - g[pt.arange(n), yprev, y].sum()
+    yprev = pt.concatenate([pt.as_tensor_variable(np.array([START], dtype=y.dtype)), y[:-1]])
+    return pt.logsumexp(alphas[-1]) - g[pt.arange(g.shape[0]), yprev, y].sum()
+
+
+def _pytensor_params(arrays):
+    """Symbolic matrices and vectors for the parameter arrays."""
+    import pytensor.tensor as pt
+    return [(pt.matrix if p.ndim == 2 else pt.vector)(f"p{k}", dtype=p.dtype)
+            for k, p in enumerate(arrays)]
+
+
+def _pytensor(inputs):
+    import pytensor
+    import pytensor.tensor as pt
+    xs = pt.matrix("xs", dtype=DTYPE)
+    y = pt.vector("y", dtype=inputs[1].dtype)
+    params = _pytensor_params(inputs[2:])
+    lstms = [params[j:j + 3] for j in range(0, len(params) - 2, 3)]
+    wo, bo = params[-2:]
+    hdim = inputs[3].shape[0]
+    hs = [_pytensor_lstm(xs, *p, hdim, reverse=j == 1) for j, p in enumerate(lstms)]
+    h = pt.concatenate(hs, axis=1) if len(hs) > 1 else hs[0]
+    k = N_LABELS
+    loss = _pytensor_crf_loss((pt.dot(h, wo) + bo).reshape((xs.shape[0], k, k)), y)
     grads = pytensor.grad(loss, params)
     return pytensor.function([xs, y, *params], [loss] + [p - LR * g for p, g in zip(params, grads)])
 
@@ -333,7 +331,7 @@ def _numba(inputs):
         hs, cs, acts = lstm_forward(xs, wx, wh, b)
         h = hs[1:]
         loss, ds = crf(h @ wo + bo, y)
-        dwx, dwh, db = lstm_backward(xs, wh, hs, cs, acts, ds @ wo.T)
+        dwx, dwh, db, _ = lstm_backward(xs, wh, hs, cs, acts, ds @ wo.T)
         return (loss, wx - LR * dwx, wh - LR * dwh, b - LR * db,
                 wo - LR * (h.T @ ds), bo - LR * ds.sum(axis=0))
 
@@ -346,8 +344,8 @@ def _numba(inputs):
         h = np.concatenate((hf[1:], hb[1:][::-1]), axis=1)
         loss, ds = crf(h @ wo + bo, y)
         dh = ds @ wo.T
-        dwxf, dwhf, dbf = lstm_backward(xs, whf, hf, cf, af, np.ascontiguousarray(dh[:, :hdim]))
-        dwxb, dwhb, dbb = lstm_backward(xr, whb, hb, cb, ab, np.ascontiguousarray(dh[::-1, hdim:]))
+        dwxf, dwhf, dbf, _ = lstm_backward(xs, whf, hf, cf, af, np.ascontiguousarray(dh[:, :hdim]))
+        dwxb, dwhb, dbb, _ = lstm_backward(xr, whb, hb, cb, ab, np.ascontiguousarray(dh[::-1, hdim:]))
         return (loss, wxf - LR * dwxf, whf - LR * dwhf, bf - LR * dbf,
                 wxb - LR * dwxb, whb - LR * dwhb, bb - LR * dbb,
                 wo - LR * (h.T @ ds), bo - LR * ds.sum(axis=0))
@@ -356,36 +354,42 @@ def _numba(inputs):
 
 # ---- torch: eager autograd, Python loops over the sentence ------------------------------------
 
+def _torch_lstm(xs, wx, wh, b, reverse=False):
+    import torch
+    hdim = wh.shape[0]
+    xw = xs @ wx + b
+    h = c = torch.zeros(hdim, dtype=xs.dtype)
+    hs = [None] * xs.shape[0]
+    for t in (range(xs.shape[0] - 1, -1, -1) if reverse else range(xs.shape[0])):
+        z = xw[t] + h @ wh
+        i, f, o = torch.sigmoid(z[:3 * hdim]).split(hdim)
+        c = f * c + i * torch.tanh(z[3 * hdim:])
+        h = o * torch.tanh(c)
+        hs[t] = h
+    return torch.stack(hs)
+
+
+def _torch_crf_loss(g, y):
+    """log Z - gold score for g (T, K, K), a Python loop over the words."""
+    import torch
+    alpha = g[0, START]
+    for t in range(1, g.shape[0]):
+        alpha = torch.logsumexp(alpha[:, None] + g[t], dim=0)
+    yprev = torch.cat([torch.tensor([START], dtype=y.dtype), y[:-1]])
+    return torch.logsumexp(alpha, dim=0) - g[torch.arange(g.shape[0]), yprev, y].sum()
+
+
 def _torch(inputs):
     import torch
     lr = float(LR)
-
-    def lstm(xs, wx, wh, b, reverse):
-        hdim = wh.shape[0]
-        xw = xs @ wx + b
-        h = c = torch.zeros(hdim, dtype=xs.dtype)
-        hs = [None] * xs.shape[0]
-        for t in (range(xs.shape[0] - 1, -1, -1) if reverse else range(xs.shape[0])):
-            z = xw[t] + h @ wh
-            i, f, o = torch.sigmoid(z[:3 * hdim]).split(hdim)
-            c = f * c + i * torch.tanh(z[3 * hdim:])
-            h = o * torch.tanh(c)
-            hs[t] = h
-        return torch.stack(hs)
 
     def step(xs, y, *params):
         params = [p.detach().requires_grad_() for p in params]
         lstms = [params[i:i + 3] for i in range(0, len(params) - 2, 3)]
         wo, bo = params[-2:]
-        h = torch.cat([lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], dim=1)
-        n = xs.shape[0]
+        h = torch.cat([_torch_lstm(xs, *p, reverse=k == 1) for k, p in enumerate(lstms)], dim=1)
         k = N_LABELS
-        g = (h @ wo + bo).reshape(n, k, k)
-        alpha = g[0, START]
-        for t in range(1, n):
-            alpha = torch.logsumexp(alpha[:, None] + g[t], dim=0)
-        yprev = torch.cat([torch.tensor([START], dtype=y.dtype), y[:-1]])
-        loss = torch.logsumexp(alpha, dim=0) - g[torch.arange(n), yprev, y].sum()
+        loss = _torch_crf_loss((h @ wo + bo).reshape(xs.shape[0], k, k), y)
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             return (loss.detach(), *(p - lr * g for p, g in zip(params, grads)))
