@@ -182,8 +182,8 @@ def _torch(inputs):
                 norm = torch.sqrt(sum((d * d).sum() for d in grads))
                 scale = lr * torch.clamp(CLIP / (norm + 1e-6), max=1)
                 p = {k: v - scale * d for (k, v), d in zip(p.items(), grads)}
-            total += float(loss)
-        return (total, *(p[k].detach() for k in PARAMS))
+            total += float(loss.detach())
+        return (total, *(p[k] for k in PARAMS))
     return epoch
 
 
