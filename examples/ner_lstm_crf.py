@@ -91,7 +91,9 @@ def sentence(rng, names):
         if "|" in slot:                                    # <A|B>: either kind, evenly
             slot = f"<{rng.choice(slot[1:-1].split('|'))}>"
         if slot == "<PER>":
-            name = [rng.choice(names["FIRST"])] + ([rng.choice(names["LAST"])] if rng.random() < 0.7 else [])
+            name = [rng.choice(names["FIRST"])]
+            if rng.random() < 0.7:
+                name.append(rng.choice(names["LAST"]))
             kind = "PER"
         elif slot in ("<LOC>", "<ORG>", "<MISC>"):
             kind = slot[1:-1]
@@ -107,11 +109,11 @@ def sentence(rng, names):
 
 
 def corpus(n, seed, unseen=False):
-    """``n`` sentences of the grammar, the same for the same seed; ``unseen``: names from UNSEEN
-    too (about one in five)."""
+    """``n`` sentences of the grammar, the same for the same seed; ``unseen``: the names of UNSEEN
+    join the gazetteers (about one name in seven is then one never seen in training)."""
     names = dict(GAZETTEERS, FIRST=FIRST_NAMES, LAST=LAST_NAMES)
     if unseen:
-        names = {k: v + UNSEEN[k] * max(1, len(v) // (4 * len(UNSEEN[k]))) for k, v in names.items()}
+        names = {k: v + UNSEEN[k] for k, v in names.items()}
     rng = np.random.default_rng(seed)
     return [sentence(rng, names) for _ in range(n)]
 

@@ -174,7 +174,8 @@ def _torch(inputs):
             p = {k: v.detach().requires_grad_() for k, v in p.items()}
             x = torch.cat([p["words"][words[a:b]], p["caps"][caps[a:b]]], dim=1) * m_in[a:b]
             h = torch.cat([_torch_lstm(x, p["wxf"], p["whf"], p["bf"]),
-                           _torch_lstm(x, p["wxb"], p["whb"], p["bb"], reverse=True)], dim=1) * m_h[a:b]
+                           _torch_lstm(x, p["wxb"], p["whb"], p["bb"], reverse=True)], dim=1)
+            h = h * m_h[a:b]
             g = (h @ p["wo"] + p["bo"]).reshape(b - a, N_LABELS, N_LABELS)
             loss = _torch_crf_loss(g, tags[a:b])
             grads = torch.autograd.grad(loss, list(p.values()))
@@ -206,8 +207,7 @@ WORKLOADS = [NerWorkload(
          "loss = log Z - gold score; clipped SGD step",
     dtype=DTYPE, shape=SHAPE, quick_shape=QUICK_SHAPE, n_inputs=6 + len(PARAMS),
     reference=numpy_epoch, make_inputs=make_inputs, bytes_moved=None, adapter_jit=False,
-    impls={"lumen": _lumen, "jax": _jax, "pytensor": _pytensor, "torch": _torch,
-           "numba": lambda inputs: None},
+    impls={"lumen": _lumen, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
     notes={"numpy": "(hand-written backward pass: W5's, plus the embeddings')",
            "lumen": "(lumen.jit of lumen.value_and_grad per sentence, one compilation)",
            "jax": "(jax.jit of jax.value_and_grad per sentence: compiles once per sentence length)",
