@@ -32,7 +32,8 @@ def lstm(xs, wx, wh, b, reverse=False):
     def cell(carry, xw_t):
         h, c = carry
         z = xw_t + h @ wh
-        i, f, o = (lumen.nn.sigmoid(z[k * hdim:(k + 1) * hdim]) for k in range(3))
+        sigmoid = lumen.nn.sigmoid
+        i, f, o = sigmoid(z[:hdim]), sigmoid(z[hdim:2 * hdim]), sigmoid(z[2 * hdim:3 * hdim])
         c = f * c + i * np.tanh(z[3 * hdim:])
         h = o * np.tanh(c)
         return (h, c), h

@@ -1,6 +1,6 @@
 """ner: one training epoch of the NER tagger of examples/ner_lstm_crf.py — the bidirectional LSTM
 NeuroCRF of "LSTM-Based NeuroCRFs for Named Entity Recognition" (Rondeau & Su, 2016) — at the
-example's sizes: its 1500 training sentences (18,112 words, 257 word types), word embeddings 32
+example's sizes: its 1500 training sentences (17,673 words, 260 word types), word embeddings 32
 and capitalisation embeddings 5 wide, 48 LSTM units each way, 9 labels (a 9 x 9 CRF score matrix
 per word), float32.
 
