@@ -128,7 +128,7 @@ def capitalisation(word):
 
 
 class Vocabulary:
-    """Lower-cased words -> indices (0 for a word never seen in training); tags -> label indices."""
+    """Lower-cased words -> indices, 0 for a word never seen in training."""
 
     def __init__(self, sentences):
         words = sorted({w.lower() for ws, _ in sentences for w in ws})
@@ -262,7 +262,7 @@ def tag(params, words, caps):
 
 def train(train_data, vocab, epochs, lr=0.05, rate=0.2, clip=5.0, seed=0, log=print):
     """SGD over the encoded sentences, one step per sentence, in a new random order each epoch.
-    -> (params, seconds per epoch for each epoch after the first (which includes compiling))."""
+    -> (params, the seconds of each epoch; the first includes compiling the step)."""
     rng = np.random.default_rng(seed)
     params = init_params(rng, len(vocab), **SIZES)
     step = make_sgd_step(rate, clip)
@@ -288,11 +288,12 @@ def evaluate(params, sentences, vocab):
     tag(params, *encoded[0][:2])                      # compile outside the timing
     start = time.perf_counter()
     paths = [tag(params, words, caps) for words, caps, _ in encoded]
-    rate = len(sentences) / (time.perf_counter() - start)
-    return score([t for _, t in sentences], [[LABELS[k] for k in p] for p in paths]), rate
+    speed = len(sentences) / (time.perf_counter() - start)
+    return score([t for _, t in sentences], [[LABELS[k] for k in p] for p in paths]), speed
 
 
 def report(result):
+    """score(...) as a table: per class, then all entities, then the paper's two components."""
     lines = [f"{'':6s}{'precision':>10s}{'recall':>8s}{'F1':>8s}{'entities':>10s}"]
     for kind, (p, r, f, n) in result["per_class"].items():
         lines.append(f"{kind:6s}{100 * p:10.2f}{100 * r:8.2f}{100 * f:8.2f}{n:10d}")
