@@ -407,3 +407,53 @@ def test_coupled_carries_of_the_primal_and_the_recorded_pass_are_carried_once():
     assert len(forward) == 1 and forward[0].params["n_carry"] == 2
     assert _products(forward[0].params["body"]) == 1
     lumen.check_grad(loss, (wh, xs))
+
+
+def test_transforms_inside_loop_and_branch_bodies_of_captured_values():
+    """grad / lop / rop called inside a scan, while_loop or cond body, differentiating with
+    respect to a value captured from outside the body: the derivative's values belong to the
+    body (they were once mistaken for outer values and captured, giving an invalid graph)."""
+    w, xs = np.array([0.3, -0.2, 0.5]), np.array([1.0, 2.0, -1.0])
+
+    def in_scan(w, xs):
+        def body(c, x):
+            (g,) = lumen.lop(lambda t: np.tanh(t * x), (w,), np.ones_like(w) * c)
+            return c + g.sum(), g
+        return lumen.scan(body, np.float64(1), xs)
+
+    c, gs = 1.0, []
+    for x in xs:
+        gs.append(c * x * (1 - np.tanh(w * x) ** 2))
+        c += gs[-1].sum()
+    got_c, got_gs = lumen.jit(in_scan)(w, xs)
+    np.testing.assert_allclose(got_c, c, rtol=1e-12)
+    np.testing.assert_allclose(got_gs, np.stack(gs), rtol=1e-12)
+
+    def in_cond(w, p):
+        return lumen.cond(p > 0, lambda: lumen.grad(lambda t: np.sum(np.sin(t) * t))(w), lambda: w)
+    np.testing.assert_allclose(lumen.jit(in_cond)(w, 1.0), np.cos(w) * w + np.sin(w), rtol=1e-12)
+    np.testing.assert_array_equal(lumen.jit(in_cond)(w, -1.0), w)
+
+
+def test_gauss_newton_power_iteration_in_while_loop():
+    """v <- Jᵀ J v / |Jᵀ J v| three times inside while_loop, J the Jacobian of an RNN's outputs
+    with respect to captured weights (rop and lop of a scan in the loop body)."""
+    def f(wh, xs):
+        return lumen.scan(lambda h, x: (np.tanh(x + h @ wh),) * 2, np.zeros(3), xs)[1]
+
+    def power(wh, xs, v):
+        def body(s):
+            u, k = s
+            g = lambda t: f(t, xs)  # noqa: E731
+            (gu,) = lumen.lop(g, (wh,), lumen.rop(g, (wh,), (u,)))
+            return gu / np.sqrt(np.sum(gu * gu)), k + 1
+        return lumen.while_loop(lambda s: s[1] < 3, body, (v, np.int64(0)))[0]
+
+    rng = np.random.default_rng(1)
+    wh, xs, v = rng.standard_normal((3, 3)) * 0.5, rng.standard_normal((5, 3)), rng.standard_normal((3, 3))
+    j = lumen.jacobian(lambda t: f(t, xs))(wh).reshape(15, 9)
+    u = v.ravel()
+    for _ in range(3):
+        u = j.T @ (j @ u)
+        u /= np.linalg.norm(u)
+    np.testing.assert_allclose(lumen.jit(power)(wh, xs, v).ravel(), u, rtol=1e-10, atol=1e-12)

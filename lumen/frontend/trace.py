@@ -68,6 +68,7 @@ class SubTrace(_Current):
         self.owned = set()
         self.captures = []          # outer values, in the order of the body's capture inputs
         self._inner = {}
+        self._n_seen = 0            # builder nodes whose outputs are in ``owned``
         self.argument_ids = set()
 
     @property
@@ -85,7 +86,7 @@ class SubTrace(_Current):
 
     def local(self, value):
         """``value`` as seen inside the body (captured on first use)."""
-        if value in self.owned:
+        if value in self.owned or self._own_new_nodes(value):
             return value
         inner = self._inner.get(value)
         if inner is None:
@@ -94,6 +95,16 @@ class SubTrace(_Current):
             self.captures.append(value)
             self._inner[value] = inner
         return inner
+
+    def _own_new_nodes(self, value) -> bool:
+        """Whether ``value`` is the output of a node that was appended to the body's builder
+        directly rather than through `emit` — as the autodiff transforms (grad, rop, lop in a loop
+        body) do: such a value belongs to the body and must not be captured from outside."""
+        nodes = self.builder.nodes
+        for node in nodes[self._n_seen:]:
+            self.owned.update(node.outputs)
+        self._n_seen = len(nodes)
+        return value in self.owned
 
     def emit(self, op, inputs, **params):
         node = self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
