@@ -101,7 +101,11 @@ def _reference(arrays, params, shapes):
     if epilogue is None:
         return [reduced]
     shape = np.shape(reduced)
-    extra = [np.broadcast_to(a, shape) if np.ndim(a) else a for a in arrays]
+    # the epilogue reads only inputs of the reduced shape; others (of the iteration space's) it
+    # never uses cannot be broadcast to that shape
+    used = {a for s in epilogue.ops for a in s.args}
+    extra = [np.broadcast_to(a, shape) if np.ndim(a) and k + 1 in used else a
+             for k, a in enumerate(arrays)]
     return [np.asarray(evaluate_body(epilogue, [reduced] + extra, shapes))]
 
 
