@@ -312,3 +312,16 @@ def test_float32_reductions_with_epilogues():
     x = RNG.normal(size=(64, 33)).astype(np.float32)
     f = lambda x: (x.mean(0), np.sqrt((x * x).sum(1)), x.std(), _lse(x))  # noqa: E731
     check(f, x)
+
+
+def test_reference_interpreter_runs_an_epilogue_reading_an_accumulator():
+    """An epilogue reads the reduced-shape input (b) only; the interpreter, run on the fused
+    graph (as debug mode's pass-by-pass replay does), must not broadcast x to b's shape."""
+    from lumen.ir.interpret import interpret
+    f = lambda x, y, b: (x * y).sum(0) + b  # noqa: E731
+    x, y, b = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 3)), RNG.normal(size=3)
+    graph = lumen.jit(f).lower(x, y, b).optimized_graph()
+    (k,) = [n for n in graph.nodes if n.op == "kernel"]
+    assert epilogue_ops(k) == ["add"]
+    (got,) = interpret(graph, [x, y, b])
+    np.testing.assert_allclose(got, f(x, y, b), rtol=1e-14)
