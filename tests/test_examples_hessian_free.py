@@ -10,8 +10,8 @@ import lumen
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 
-from hessian_free import (conjugate_gradient, gauss_newton, init, make_task, outputs,  # noqa: E402
-                          shapes, train_hf)
+from hessian_free import (conjugate_gradient, gauss_newton, init, loss, make_task,  # noqa: E402
+                          outputs, shapes, train_hf)
 
 
 def rnn_numpy(theta, xs, n_hidden):
@@ -84,7 +84,9 @@ def test_hessian_free_loss_falls_tenfold_in_eight_outer_steps():
     rng = np.random.default_rng(0)
     xs, ys = make_task(rng, n_seq=16, length=12)
     theta = init(rng, 12)
-    start = float(lumen.jit(lambda t: 0.5 * np.mean(np.sum((outputs(t, xs, 12) - ys) ** 2, -1)))(theta))
+    start = float(lumen.jit(loss, static_argnums=3)(theta, xs, ys, 12))
+    np.testing.assert_allclose(start, 0.5 * np.mean(np.sum((rnn_numpy(theta, xs, 12) - ys) ** 2, -1)),
+                               rtol=1e-12)
     _, losses, cg_iters, _ = train_hf(theta, xs, ys, 12, outer_steps=8)
     assert all(b <= a for a, b in zip([start] + losses, losses))   # never worse: bad steps refused
     assert losses[-1] < start / 10
