@@ -437,7 +437,9 @@ def test_transforms_inside_loop_and_branch_bodies_of_captured_values():
 
 def test_gauss_newton_power_iteration_in_while_loop():
     """v <- Jᵀ J v / |Jᵀ J v| three times inside while_loop, J the Jacobian of an RNN's outputs
-    with respect to captured weights (rop and lop of a scan in the loop body)."""
+    with respect to captured weights (rop and lop of a scan in the loop body): right, and two
+    loops over the sequence per product, as at the top level (the loop rewrites reach scans
+    in while bodies)."""
     def f(wh, xs):
         return lumen.scan(lambda h, x: (np.tanh(x + h @ wh),) * 2, np.zeros(3), xs)[1]
 
@@ -451,6 +453,9 @@ def test_gauss_newton_power_iteration_in_while_loop():
 
     rng = np.random.default_rng(1)
     wh, xs, v = rng.standard_normal((3, 3)) * 0.5, rng.standard_normal((5, 3)), rng.standard_normal((3, 3))
+    graph = lumen.jit(power).lower(wh, xs, v).optimized_graph()
+    (loop,) = [n for n in graph.nodes if n.op == "while"]
+    assert _count_scans(loop.params["body"]) == 2       # SPEC §2's two passes, in a loop body too
     j = lumen.jacobian(lambda t: f(t, xs))(wh).reshape(15, 9)
     u = v.ravel()
     for _ in range(3):
