@@ -95,7 +95,7 @@ def _reference(arrays, params, shapes):
     out = np.broadcast_to(evaluate_body(params["body"], spread, shapes), space)
     red = params["reduce"]
     if red is None:
-        return [np.ascontiguousarray(out)]
+        return [np.array(out, order="C")]          # (ascontiguousarray makes 0-d 1-d)
     (reduced,) = OPS[red.op].reference([out], {"axes": red.axes, "keepdims": red.keepdims}, shapes)
     epilogue = params.get("epilogue")
     if epilogue is None:
