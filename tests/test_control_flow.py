@@ -462,3 +462,28 @@ def test_gauss_newton_power_iteration_in_while_loop():
         u = j.T @ (j @ u)
         u /= np.linalg.norm(u)
     np.testing.assert_allclose(lumen.jit(power)(wh, xs, v).ravel(), u, rtol=1e-10, atol=1e-12)
+
+
+def test_scan_in_a_while_body_after_backward_passes():
+    """Two backward passes at the top level leave dead buffers of the sizes a scan in the
+    while body needs; the scan's buffers (allocated before it, freed after it) must be its
+    own: sharing one freed it under the function and read it as null (MemoryError) on the
+    loop's second step."""
+    def f(theta, xs):
+        w, b = theta[:9].reshape(3, 3), theta[9:12]
+        return lumen.scan(lambda h, x: (np.tanh(x + h @ w + b),) * 2, np.zeros((xs.shape[1], 3)), xs)[1]
+
+    def two_lops_then_a_loop(theta, xs, ys):
+        (a,) = lumen.lop(lambda t: f(t, xs), (theta,), ys)
+        (b,) = lumen.lop(lambda t: f(t, xs), (theta,), 2 * ys)
+        body = lambda s: (lumen.lop(lambda t: f(t, xs), (theta,), f(theta, xs) * s[0].sum())[0],  # noqa: E731
+                          s[1] + 1)
+        return b, lumen.while_loop(lambda s: s[1] < 3, body, (a, np.int64(0)))[0]
+
+    from lumen.ir.interpret import interpret
+    rng = np.random.default_rng(0)
+    args = rng.standard_normal(12) * 0.5, rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 3))
+    jitted = lumen.jit(two_lops_then_a_loop)
+    expected = interpret(jitted.lower(*args).graph, list(args))      # NumPy, primitive by primitive
+    for got, ref in zip(jitted(*args), expected):
+        np.testing.assert_allclose(got, ref, rtol=1e-10)
