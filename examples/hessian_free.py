@@ -14,17 +14,17 @@ flat vector.
 
 One outer step of Hessian-free — one compiled call, `hf_step`:
   1. the gradient g = ∇L(θ);
-  2. conjugate gradient on (G + λI) d = −g inside `lumen.while_loop`, started from d = 0, where
-     the Gauss–Newton product is G v = Jᵀ (J v) / (T N) =
+  2. conjugate gradient on (G + λI) d = −g inside `lumen.while_loop`, started from 0.95 times
+     the previous step's d (Martens' warm start), where the Gauss–Newton product is G v = Jᵀ (J v) / (T N) =
      `lumen.lop(f, θ, lumen.rop(f, θ, v))` / (T N) — the loss's Hessian with respect to the outputs
      is I / (T N) — which lumen compiles to two passes over the sequence (the forward and R-op
      loops merged, then one backward loop);
   3. the reduction ratio ρ = (L(θ + d) − L(θ)) / (gᵀd + ½ dᵀG d) of the actual to the predicted
      decrease sets the Levenberg–Marquardt damping: λ ← 2/3 λ if ρ > 3/4, 3/2 λ if ρ < 1/4;
      the step is taken only if the loss went down.
-Left out from the papers: CG's warm start from the previous step's d, Martens' CG stopping rule
-(relative progress of the quadratic) and the RNN paper's structural damping; CG stops after
-MAX_CG iterations or at a relative residual CG_TOL.
+Left out from the papers: Martens' CG stopping rule (relative progress of the quadratic), his
+backtracking over CG's iterates and the RNN paper's structural damping; CG stops after MAX_CG
+iterations or at a relative residual CG_TOL.
 
     python examples/hessian_free.py    # loss per outer step, time per step, and GD on the same budget
 """
@@ -97,12 +97,13 @@ def gauss_newton(theta, xs, v, n_hidden):
     return gv / (xs.shape[0] * xs.shape[1])
 
 
-def conjugate_gradient(matvec, b, max_iters, tol):
+def conjugate_gradient(matvec, b, x0, max_iters, tol):
     """Solve A x = b for a symmetric positive-definite A known through ``matvec`` (x ↦ A x),
-    starting at x = 0, inside `lumen.while_loop`: at most ``max_iters`` iterations, stopping once
+    starting at x0, inside `lumen.while_loop`: at most ``max_iters`` iterations, stopping once
     |r| <= tol |b|. Returns x, its residual r = b − A x (kept by the recurrence, so xᵀA x =
     xᵀb − xᵀr costs no further product) and the number of iterations run."""
     bound = tol * tol * (b @ b)
+    r = b - matvec(x0)
 
     def more(state):
         _, _, _, rr, k = state
@@ -116,21 +117,21 @@ def conjugate_gradient(matvec, b, max_iters, tol):
         rr_next = r @ r
         return x, r, r + (rr_next / rr) * p, rr_next, k + 1
 
-    x, r, _, _, k = lumen.while_loop(more, iterate, (0.0 * b, b, b, b @ b, np.int64(0)))
+    x, r, _, _, k = lumen.while_loop(more, iterate, (x0, r, r, r @ r, np.int64(0)))
     return x, r, k
 
 
 @lumen.jit(static_argnames=("n_hidden",))
-def hf_step(theta, lam, xs, ys, n_hidden, max_cg=MAX_CG, cg_tol=CG_TOL):
-    """One outer Hessian-free step. Returns (θ', λ', L(θ), L(θ + d), ρ, CG iterations)."""
+def hf_step(theta, lam, d_prev, xs, ys, n_hidden, max_cg=MAX_CG, cg_tol=CG_TOL):
+    """One outer Hessian-free step. Returns (θ', λ', d, L(θ), L(θ + d), ρ, CG iterations)."""
     value, g = lumen.value_and_grad(loss)(theta, xs, ys, n_hidden)
     d, r, iters = conjugate_gradient(lambda v: gauss_newton(theta, xs, v, n_hidden) + lam * v,
-                                     -g, max_cg, cg_tol)
+                                     -g, 0.95 * d_prev, max_cg, cg_tol)
     trial = loss(theta + d, xs, ys, n_hidden)
     curvature = d @ (-g) - d @ r - lam * (d @ d)          # dᵀ G d, from (G + λI) d = −g − r
     rho = (trial - value) / (g @ d + 0.5 * curvature)
     lam = np.where(rho > 0.75, lam * (2 / 3), np.where(rho < 0.25, lam * 1.5, lam))
-    return np.where(trial < value, theta + d, theta), lam, value, trial, rho, iters
+    return np.where(trial < value, theta + d, theta), lam, d, value, trial, rho, iters
 
 
 @lumen.jit(static_argnames=("n_hidden",))
@@ -147,11 +148,12 @@ def train_hf(theta, xs, ys, n_hidden, outer_steps, lam=1.0, verbose=False):
     """Returns θ, the loss after each outer step, the CG iterations of each, and seconds per step
     (the first call, which compiles, excluded)."""
     lam = np.array(lam)              # a 0-d array, as hf_step returns it: one compilation
-    hf_step(theta, lam, xs, ys, n_hidden)                             # compile
+    d = np.zeros_like(theta)
+    hf_step(theta, lam, d, xs, ys, n_hidden)                          # compile
     losses, cg_iters, seconds = [], [], []
     for k in range(outer_steps):
         start = time.perf_counter()
-        theta, lam, value, trial, rho, iters = hf_step(theta, lam, xs, ys, n_hidden)
+        theta, lam, d, value, trial, rho, iters = hf_step(theta, lam, d, xs, ys, n_hidden)
         seconds.append(time.perf_counter() - start)
         losses.append(min(float(value), float(trial)))
         cg_iters.append(int(iters))
@@ -171,8 +173,9 @@ def main(n_hidden=24, outer_steps=30, gd_lr=0.2, seed=0):
           f"of {xs.shape[0]} steps; initial loss {start_loss:.6f}")
     _, losses, cg_iters, seconds = train_hf(theta0, xs, ys, n_hidden, outer_steps, verbose=True)
     # the budget in sequence passes: a gradient is 2 (forward, backward), a Gauss-Newton product
-    # 2 (forward + R-op, backward), a loss 1; per HF step: gradient, CG's products, trial loss
-    passes = sum(2 + 2 * k + 1 for k in cg_iters)
+    # 2 (forward + R-op, backward), a loss 1; per HF step: gradient, CG's products (one more for
+    # the warm start's residual), trial loss
+    passes = sum(2 + 2 * (k + 1) + 1 for k in cg_iters)
     gd_steps(theta0, gd_lr, 1, xs, ys, n_hidden)                     # compile
     start = time.perf_counter()
     _, gd_loss = gd_steps(theta0, gd_lr, passes // 2, xs, ys, n_hidden)

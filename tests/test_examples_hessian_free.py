@@ -48,13 +48,17 @@ def test_conjugate_gradient_solves_an_spd_system(n):
     rng = np.random.default_rng(n)
     m = rng.standard_normal((n, n))
     a, b = m @ m.T + 0.5 * np.eye(n), rng.standard_normal(n)
-    solve = lumen.jit(lambda a, b, k: conjugate_gradient(lambda v: a @ v, b, k, 1e-13))
-    x, r, iters = solve(a, b, 10 * n)
-    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(r, b - a @ x, atol=1e-9 * np.abs(b).max())
-    assert 1 <= iters <= 3 * n                   # in exact arithmetic at most n iterations
-    _, _, stopped = solve(a, b, 1)
+    solve = lumen.jit(lambda a, b, x0, k: conjugate_gradient(lambda v: a @ v, b, x0, k, 1e-13))
+    exact = np.linalg.solve(a, b)
+    for x0 in (np.zeros(n), 0.5 * exact + 0.1):            # from zero, and warm-started
+        x, r, iters = solve(a, b, x0, 10 * n)
+        np.testing.assert_allclose(x, exact, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(r, b - a @ x, atol=1e-9 * np.abs(b).max())
+        assert 1 <= iters <= 3 * n               # in exact arithmetic at most n iterations
+    _, _, stopped = solve(a, b, np.zeros(n), 1)
     assert stopped == 1                          # max_iters is obeyed
+    _, _, none = solve(a, b, exact, 10 * n)
+    assert none <= 1                             # started at the solution: (almost) nothing to do
 
 
 def test_outputs_match_numpy_loop(tiny):
