@@ -239,7 +239,10 @@ def _shuffled_range(key, n):
 
 
 def permutation(key, x):
-    """A random permutation: of ``arange(x)`` for an int ``x``, else of ``x`` along axis 0."""
+    """A random permutation: of ``arange(x)`` for an int ``x`` (or a traced size such as
+    ``y.shape[0]``), else of ``x`` along axis 0."""
+    if isinstance(x, _Dim):
+        return _shuffled_range(key, x)
     if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
         if x < 0:
             raise ValueError(f"lumen.random.permutation: n must be >= 0, got {x}")
