@@ -11,7 +11,8 @@ The block function is written once with NumPy ``uint64`` operations on 32-bit va
 ``scan`` or a gradient it traces into integer primitives that fuse into one kernel. Integer
 arithmetic has one answer everywhere, so ``uniform``, ``bernoulli``, ``split`` and
 ``permutation`` are bit-identical eagerly, compiled, on any thread count and on the GPU.
-``normal`` goes through ``log`` and ``cos``, whose last bit may differ between math libraries.
+``normal`` goes through ``log`` and ``cos``, whose last bits may differ between math libraries
+(NumPy's, lumen's own vectorised ones, CUDA's libdevice): a few units in the last place.
 """
 from __future__ import annotations
 
@@ -65,12 +66,12 @@ def philox4x32(counter, key):
 
 # -- keys ---------------------------------------------------------------------------------------
 
-def _check_key(k, what="key"):
+def _check_key(k):
     if not isinstance(k, _Tracer):
         k = np.asarray(k)
     shape = tuple(getattr(d, "hint", d) for d in k.shape)
     if k.dtype != np.uint32 or shape != (2,):
-        raise TypeError(f"lumen.random: {what} must be a uint32 array of shape (2,) as made by "
+        raise TypeError(f"lumen.random: key must be a uint32 array of shape (2,) as made by "
                         f"lumen.random.key(seed); got {k.dtype} of shape {shape}")
     return k
 
@@ -89,6 +90,8 @@ def _uint64_scalar(x, fn, what):
     negative values taken as two's complement."""
     if isinstance(x, _Dim):
         x = _ops.wrap(_ops.to_value(x))
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x[()]
     if isinstance(x, _Tracer):
         if x.dtype.kind not in "iu" or x.ndim != 0:
             raise TypeError(f"lumen.random.{fn}: {what} must be an integer scalar, got {x.dtype} "
@@ -133,7 +136,7 @@ def fold_in(k, data):
 def _shape(shape):
     shape = (shape,) if isinstance(shape, int) or not hasattr(shape, "__len__") else tuple(shape)
     for n in shape:
-        if isinstance(n, int) and n < 0:
+        if isinstance(n, (int, np.integer)) and n < 0:
             raise ValueError(f"lumen.random: negative size in shape {shape}")
     return shape
 
@@ -203,7 +206,7 @@ def bernoulli(key, p=0.5, shape=None):
     ``shape``; ``shape`` defaults to ``p``'s)."""
     if not isinstance(p, _Tracer):
         p = np.asarray(p)
-        if p.dtype.kind not in "fiub" or ((p < 0) | (p > 1)).any():
+        if p.dtype.kind not in "fiub" or not ((p >= 0) & (p <= 1)).all():
             raise ValueError(f"lumen.random.bernoulli: p must lie in [0, 1], got {p}")
     dtype = np.float32 if p.dtype == np.float32 else np.float64
     return uniform(key, np.shape(p) if shape is None else shape, dtype) < p
