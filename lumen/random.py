@@ -11,12 +11,13 @@ The block function is written once with NumPy ``uint64`` operations on 32-bit va
 ``scan`` or a gradient it traces into integer primitives that fuse into one kernel. Integer
 arithmetic has one answer everywhere, so ``uniform``, ``bernoulli``, ``split`` and
 ``permutation`` are bit-identical eagerly, compiled, on any thread count and on the GPU.
-``normal`` goes through ``log`` and ``cos``, whose last bits may differ between math libraries
-(NumPy's, lumen's own vectorised ones, CUDA's libdevice): a few units in the last place.
+``normal`` goes through ``log``, whose last bits may differ between math libraries (NumPy's,
+lumen's own vectorised one, CUDA's libdevice): a few units in the last place.
 """
 from __future__ import annotations
 
 import functools
+import math
 import operator
 
 import numpy as np
@@ -193,12 +194,36 @@ def uniform(key, shape=(), dtype=np.float64, minval=0.0, maxval=1.0):
     return np.minimum(lo + (hi - lo) * u, np.nextafter(hi, lo))
 
 
+def _taylor(x2, odd, terms, dtype):
+    """sum_k (-1)^k x^(2k+odd) / (2k+odd)! over ``terms`` terms, by Horner in x^2 (without the
+    leading x of the odd series)."""
+    out = dtype.type((-1) ** (terms - 1) / math.factorial(2 * terms - 2 + odd))
+    for k in range(terms - 2, -1, -1):
+        out = out * x2 + dtype.type((-1) ** k / math.factorial(2 * k + odd))
+    return out
+
+
+def _cos_2pi(u, dtype):
+    """cos(2*pi*u) for u in [0, 1) with +, * and selects only: 4u = q + r exactly (q an integer,
+    |r| <= 1/2), then cos or sin of r*pi/2, |r*pi/2| <= pi/4, by Taylor series to within an ulp
+    or two. libm's cos is an opaque call that keeps a loop scalar; this vectorises, and gives
+    the same bits in NumPy, compiled and on the GPU."""
+    t = 4 * u
+    q = np.rint(t)
+    x = (t - q) * dtype.type(np.pi / 2)
+    x2 = x * x
+    terms = 5 if dtype == np.float32 else 9
+    c, s = _taylor(x2, 0, terms, dtype), x * _taylor(x2, 1, terms, dtype)
+    quadrant = q.astype(np.int64) & 3                 # cos(x + quadrant * pi/2)
+    return np.where(quadrant == 0, c, np.where(quadrant == 1, -s, np.where(quadrant == 2, -c, s)))
+
+
 def normal(key, shape=(), dtype=np.float64):
     """Standard normal numbers (Box-Muller on two uniforms of the element's Philox block)."""
     dtype = _float_dtype(dtype, "normal")
     w = _stream(key, shape)
     radius = np.sqrt(-2 * np.log(1 - _unit(w[0], w[1], dtype)))     # 1 - u lies in (0, 1]
-    return radius * np.cos((2 * np.pi) * _unit(w[2], w[3], dtype))
+    return radius * _cos_2pi(_unit(w[2], w[3], dtype), dtype)
 
 
 def bernoulli(key, p=0.5, shape=None):
