@@ -235,6 +235,7 @@ def test_bitwise_the_same_on_one_and_two_threads():
     f = lumen.jit(lambda k, x: (random.uniform(k, x.shape, np.float32),
                                 random.uniform(k, x.shape), random.bernoulli(k, 0.5, x.shape)))
     k, x = random.key(12), np.zeros(n)
+    assert 'call void @"lumen_GOMP_parallel"' in f.lower(k, x).llvm_ir()
     results = []
     for threads in (1, 2):
         previous = symbols.set_num_threads(threads)
