@@ -72,9 +72,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     p = _pair("max_pool2d", "padding", padding, 0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         _fail("max_pool2d", f"padding {p} must be at most half the kernel size {k}")
-    _, _, h, wd = np.shape(x)
-    oh, ow = (_out_size("max_pool2d", "height", h, k[0], s[0], p[0], 1),
-              _out_size("max_pool2d", "width", wd, k[1], s[1], p[1], 1))
+    n, c, h, wd = np.shape(x)
+    # specialised on the image size: the windows' bounds are then constants, so that the
+    # select chain below, and its derivative, see equal shapes (no run-time broadcasting)
+    x = np.reshape(x, (n, c, int(h), int(wd)))
+    oh = _out_size("max_pool2d", "height", int(h), k[0], s[0], p[0], 1)
+    ow = _out_size("max_pool2d", "width", int(wd), k[1], s[1], p[1], 1)
     dtype = _dtype(x)
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=_lowest(dtype))
     taps = _windows(xp, k, (oh, ow), s, (1, 1))
