@@ -5,10 +5,10 @@ any other code; on plain arrays they run eagerly in NumPy.
 
 Convolution is im2col with the channels leading: the kh*kw shifted windows of the padded input
 (C, N, H, W) are concatenated into one (C*kh*kw, N*OH*OW) matrix, so the forward pass, the
-weight gradient and the input gradient are each a single large matrix product. On the bench
-(``python -m bench conv``) this beat summing kh*kw per-tap matrix products (see
-bench/workloads/conv.py). Kernel sizes are compiled in (one specialisation per kernel size);
-batch and spatial sizes stay symbolic, so a new batch size or image size does not recompile.
+weight gradient and the input gradient are each a single large matrix product; measured forward
+and backward (``python -m bench.workloads.conv``), this beats summing kh*kw per-tap matrix
+products. Kernel sizes are compiled in (one specialisation per kernel size); batch and image
+sizes stay symbolic, so a new batch size or image size does not recompile conv2d.
 """
 from __future__ import annotations
 
