@@ -23,7 +23,10 @@ import numpy as np
 from ..harness import Workload
 
 DTYPE = np.float32
-TOL = dict(rtol=1e-4, atol=1e-3)
+#: dw and db sum N*H*W = 50176 products (magnitudes up to ~850): float32 rounding leaves
+#: torch's dw ~4e-3 from the float64 value, NumPy's and lumen's ~4e-4; y and dx are O(1) with
+#: errors ~3e-6, so a misplaced tap (an O(1) error) still fails by far
+TOL = dict(rtol=1e-4, atol=1e-2)
 
 
 def make_inputs(shape, dtype, rng):
