@@ -1,7 +1,7 @@
 """Logistic regression and the multilayer perceptron of "Theano: new features and speed
 improvements" (Bastien et al., 2012), there 784 -> 10 and 784 -> 500 tanh -> 10 on MNIST, here
 64 -> 10 and 64 -> 500 tanh -> 10 on scikit-learn's bundled 8x8 digits (examples/digits.py: a
-fixed split, 1297 training and 500 test images). Both are trained by minibatch SGD on the mean
+fixed 80/20 split, 1438 training and 359 test images). Both are trained by minibatch SGD on the mean
 softmax cross-entropy, one compiled `lumen.value_and_grad` step per minibatch of 10 (the paper's
 minibatch size) — examples/mlp_training.py's `sgd_step`; logistic regression is the same model
 without a hidden layer.

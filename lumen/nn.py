@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.special as sc
 
-__all__ = ["sigmoid", "softplus", "relu", "softmax", "log_softmax", "logsumexp", "crossentropy"]
+from .nn_conv import conv2d, max_pool2d
+
+__all__ = ["sigmoid", "softplus", "relu", "softmax", "log_softmax", "logsumexp", "crossentropy",
+           "dropout", "straight_through", "conv2d", "max_pool2d"]
 
 
 def sigmoid(x):
@@ -58,3 +61,31 @@ def crossentropy(logits, labels):
     logp = log_softmax(logits, axis=-1)
     n = logp.shape[0]
     return -np.mean(logp[np.arange(n), labels])
+
+
+def dropout(key, x, rate):
+    """Inverted dropout: each element of ``x`` is kept with probability 1 - ``rate`` and scaled
+    by 1 / (1 - ``rate``), so the expected output is ``x`` and nothing changes at test time.
+    ``key`` is a `lumen.random` key; the same key drops the same elements."""
+    from . import random
+    if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) \
+            or not 0 <= rate < 1:
+        raise ValueError(f"dropout: rate must be a number in [0, 1), got {rate!r}")
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    if dtype.kind != "f":
+        raise TypeError(f"dropout: x must be a floating-point array, got {dtype}")
+    if rate == 0:
+        return x
+    keep = random.uniform(key, np.shape(x), dtype) >= rate      # probability exactly 1 - rate
+    return np.where(keep, x * (1 / (1 - float(rate))), 0)
+
+
+def straight_through(hard, soft):
+    """The straight-through estimator (Bengio, Leonard & Courville 2013): the value of ``hard``
+    (e.g. a sampled or thresholded unit) with the derivative of ``soft`` (e.g. the
+    probability it was sampled from). ``soft - stop_gradient(soft)`` is exactly zero with the
+    derivative of ``soft``; where ``soft`` is not finite it is replaced by zero so the value
+    stays ``hard``."""
+    from .frontend.transforms import stop_gradient
+    zero = soft - stop_gradient(soft)
+    return hard + np.where(np.isfinite(soft), zero, 0)

@@ -487,3 +487,24 @@ def test_scan_in_a_while_body_after_backward_passes():
     expected = interpret(jitted.lower(*args).graph, list(args))      # NumPy, primitive by primitive
     for got, ref in zip(jitted(*args), expected):
         np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_grad_inside_a_scan_body():
+    """SGD steps as a scan: the gradient's nodes are the body's own values, and the body reads
+    ``x`` from outside; the result equals the same steps unrolled."""
+    rng = np.random.default_rng(4)
+    w0, x = rng.standard_normal((4, 5)), rng.standard_normal((6, 4))
+
+    def loss(w, scale):
+        return np.sum(np.tanh(x @ w) * scale)
+
+    def sgd(w):
+        return lumen.scan(lambda w, s: (w - 0.1 * lumen.grad(loss)(w, s), loss(w, s)), w,
+                          np.arange(1.0, 4.0))
+
+    w, losses = lumen.jit(sgd)(w0)
+    expected = w0
+    for s in (1.0, 2.0, 3.0):
+        expected = expected - 0.1 * (x.T @ ((1 - np.tanh(x @ expected) ** 2) * s))
+    assert_same(w, expected, rtol=1e-12)
+    assert losses.shape == (3,)

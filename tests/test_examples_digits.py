@@ -21,7 +21,7 @@ def data():
 
 def test_split_is_fixed_and_disjoint(data):
     x, y, x_test, y_test = data
-    assert x.shape == (1297, 64) and x_test.shape == (500, 64) and x.dtype == np.float32
+    assert x.shape == (1438, 64) and x_test.shape == (359, 64) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0
     again = load(seed=0)
     np.testing.assert_array_equal(again[0], x)

@@ -1,6 +1,6 @@
 """Workloads, one module per family; each module exports WORKLOADS (a list of harness.Workload)."""
-from . import digits, elementwise, gpu, lstm_crf, mlp, overhead, reductions, rnn, startup
+from . import conv, digits, elementwise, gpu, lstm_crf, mlp, overhead, reductions, rnn, startup
 
 WORKLOADS = [*elementwise.WORKLOADS, *reductions.WORKLOADS, *mlp.WORKLOADS, *rnn.WORKLOADS,
              *lstm_crf.WORKLOADS, *digits.WORKLOADS, *overhead.WORKLOADS, *startup.WORKLOADS,
-             *gpu.WORKLOADS]
+             *gpu.WORKLOADS, *conv.WORKLOADS]

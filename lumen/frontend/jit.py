@@ -14,6 +14,7 @@ from ..ir.types import SUPPORTED_DTYPES, TensorType
 from ..ir.verify import verify
 from . import pytree
 from .creation import symbolic_constructors
+from .numpy_random_guard import numpy_random_refused
 from .trace import Trace, to_value
 from .tracer import Tracer
 
@@ -195,7 +196,7 @@ class Jitted:
         call_args = [static[i] if i in static else traced_args.pop(0)
                      for i in range(len(traced_args) + sum(isinstance(k, int) for k in static))]
         call_kwargs = {**traced_kwargs, **{k: v for k, v in static.items() if isinstance(k, str)}}
-        with trace, guard_sink() as sink, symbolic_constructors():
+        with trace, guard_sink() as sink, symbolic_constructors(), numpy_random_refused():
             result = self.fn(*call_args, **call_kwargs)
             out_leaves, out_tree = pytree.flatten(result)
             out_values = [to_value(o) for o in out_leaves]

@@ -68,7 +68,7 @@ class SubTrace(_Current):
         self.owned = set()
         self.captures = []          # outer values, in the order of the body's capture inputs
         self._inner = {}
-        self._n_seen = 0            # builder nodes whose outputs are in ``owned``
+        self._seen = 0              # how many of the builder's nodes are in ``owned``
         self.argument_ids = set()
 
     @property
@@ -86,7 +86,9 @@ class SubTrace(_Current):
 
     def local(self, value):
         """``value`` as seen inside the body (captured on first use)."""
-        if value in self.owned or self._own_new_nodes(value):
+        if value not in self.owned:
+            self._own_new_nodes()
+        if value in self.owned:
             return value
         inner = self._inner.get(value)
         if inner is None:
@@ -96,20 +98,15 @@ class SubTrace(_Current):
             self._inner[value] = inner
         return inner
 
-    def _own_new_nodes(self, value) -> bool:
-        """Whether ``value`` is the output of a node that was appended to the body's builder
-        directly rather than through `emit` — as the autodiff transforms (grad, rop, lop in a loop
-        body) do: such a value belongs to the body and must not be captured from outside."""
-        nodes = self.builder.nodes
-        for node in nodes[self._n_seen:]:
+    def _own_new_nodes(self):
+        """The outputs of nodes appended straight to the builder -- a transform's derivative
+        (`lumen.grad` inside a loop body) is -- are the body's own values, not captures."""
+        for node in self.builder.nodes[self._seen:]:
             self.owned.update(node.outputs)
-        self._n_seen = len(nodes)
-        return value in self.owned
+        self._seen = len(self.builder.nodes)
 
     def emit(self, op, inputs, **params):
-        node = self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
-        self.owned.update(node.outputs)
-        return node
+        return self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
 
     def capture(self, array):
         return self.parent.capture(array)

@@ -34,7 +34,9 @@ def _broadcast_to(run, node, ins, sizes):
 
 
 def _slice(run, node, ins, sizes):
-    return [ins[0][slice_key(node.params["specs"], sizes)]]
+    # asarray: indexing every axis by an integer gives CuPy a 0-d array but NumPy (the test
+    # emulator's stand-in for CuPy) a scalar, which a kernel launch cannot pass as a pointer
+    return [run.cp.asarray(ins[0][slice_key(node.params["specs"], sizes)])]
 
 
 def _concatenate(run, node, ins, sizes):
