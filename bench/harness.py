@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import importlib.metadata
 import importlib.util
@@ -78,8 +79,8 @@ class Workload:
     bytes_moved: Callable | None = None                      # (inputs, output) -> int; None = not defined
     cache_starts: bool = False     # run each implementation twice, cold (empty caches) then warm
     device: str = "cpu"            # "gpu": inputs live on the GPU, every call is waited for (GpuAdapter)
-    adapter_jit: bool = True       # False: the builders' callables are timed as they are (e.g. an
-                                   # epoch: a Python loop over steps each builder compiles itself)
+    loop: Callable | None = None   # (step, *inputs) -> result: a Python loop (e.g. a training epoch)
+    #                                around the step each builder returns, compiled by its adapter
 
     def inputs(self, quick: bool, seed: int = 0) -> tuple:
         shape = self.quick_shape if quick else self.shape
@@ -352,7 +353,9 @@ def run_child(spec: dict) -> dict:
             return rec
         args = adapter.prepare(inputs)         # not timed: moving inputs onto jax's device
         t0 = time.perf_counter()
-        fn = adapter.wrap(builder(inputs)) if wl.adapter_jit else builder(inputs)
+        fn = adapter.wrap(builder(inputs))
+        if wl.loop is not None:
+            fn = functools.partial(wl.loop, fn)
         out = adapter.sync(fn(*args))
         rec["first_call_s"] = time.perf_counter() - t0           # build + compile + first run
         ok, worst, max_abs, problem = _compare(adapter.to_numpy(out), ref, wl.rtol, wl.atol)

@@ -1,6 +1,10 @@
-"""A multilayer perceptron (tanh hidden layer, softmax output) trained by SGD with
+"""A multilayer perceptron (tanh hidden layers, softmax output) trained by SGD with
 `lumen.value_and_grad`, one compiled step per minibatch, next to the same step in NumPy with a
-hand-written backward pass."""
+hand-written backward pass.
+
+The parameters are a list of (W, b) layers, so the same `loss`, `sgd_step` and `predict` serve
+any depth: one layer is logistic regression (examples/digits_mlp.py trains both)."""
+import itertools
 import time
 
 import numpy as np
@@ -8,20 +12,32 @@ import numpy as np
 import lumen
 
 
-def loss(params, x, y):
-    h = np.tanh(x @ params["w1"] + params["b1"])
-    return lumen.nn.crossentropy(h @ params["w2"] + params["b2"], y)
+def logits(layers, x):
+    """tanh(x @ W + b) through every hidden layer, then the linear output layer."""
+    *hidden, (w, b) = layers
+    for wh, bh in hidden:
+        x = np.tanh(x @ wh + bh)
+    return x @ w + b
+
+
+def loss(layers, x, y):
+    return lumen.nn.crossentropy(logits(layers, x), y)
 
 
 @lumen.jit
-def sgd_step(params, x, y, lr):
-    value, grads = lumen.value_and_grad(loss)(params, x, y)
-    return value, {k: params[k] - lr * grads[k] for k in params}
+def sgd_step(layers, x, y, lr):
+    value, grads = lumen.value_and_grad(loss)(layers, x, y)
+    return value, [(w - lr * gw, b - lr * gb) for (w, b), (gw, gb) in zip(layers, grads)]
 
 
-def numpy_step(params, x, y, lr):
-    """The same step with backpropagation written by hand."""
-    w1, b1, w2, b2 = params["w1"], params["b1"], params["w2"], params["b2"]
+@lumen.jit
+def predict(layers, x):
+    return np.argmax(logits(layers, x), axis=1)
+
+
+def numpy_step(layers, x, y, lr):
+    """The same step for one hidden layer, with backpropagation written by hand."""
+    (w1, b1), (w2, b2) = layers
     h = np.tanh(x @ w1 + b1)
     z = h @ w2 + b2
     z = z - z.max(axis=1, keepdims=True)
@@ -32,16 +48,14 @@ def numpy_step(params, x, y, lr):
     dz[np.arange(n), y] -= 1
     dz /= n
     dh = (dz @ w2.T) * (1 - h * h)
-    grads = {"w2": h.T @ dz, "b2": dz.sum(0), "w1": x.T @ dh, "b1": dh.sum(0)}
-    return value, {k: params[k] - lr * grads[k] for k in params}
+    return value, [(w1 - lr * (x.T @ dh), b1 - lr * dh.sum(0)),
+                   (w2 - lr * (h.T @ dz), b2 - lr * dz.sum(0))]
 
 
 def init(rng, sizes, dtype=np.float32):
-    (n_in, n_hidden, n_out) = sizes
-    return {"w1": (rng.standard_normal((n_in, n_hidden)) / np.sqrt(n_in)).astype(dtype),
-            "b1": np.zeros(n_hidden, dtype),
-            "w2": (rng.standard_normal((n_hidden, n_out)) / np.sqrt(n_hidden)).astype(dtype),
-            "b2": np.zeros(n_out, dtype)}
+    """One (W, b) per pair of consecutive sizes: W normal with variance 1/fan_in, b zero."""
+    return [((rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype), np.zeros(n_out, dtype))
+            for n_in, n_out in itertools.pairwise(sizes)]
 
 
 def main(steps=200, batch=60, seed=0):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.special as sc
 
+from .nn_conv import conv2d, max_pool2d
+
 __all__ = ["sigmoid", "softplus", "relu", "softmax", "log_softmax", "logsumexp", "crossentropy",
-           "dropout", "straight_through"]
+           "dropout", "straight_through", "conv2d", "max_pool2d"]
 
 
 def sigmoid(x):

@@ -11,11 +11,13 @@ The block function is written once with NumPy ``uint64`` operations on 32-bit va
 ``scan`` or a gradient it traces into integer primitives that fuse into one kernel. Integer
 arithmetic has one answer everywhere, so ``uniform``, ``bernoulli``, ``split`` and
 ``permutation`` are bit-identical eagerly, compiled, on any thread count and on the GPU.
-``normal`` goes through ``log`` and ``cos``, whose last bit may differ between math libraries.
+``normal`` goes through ``log``, whose last bits may differ between math libraries (NumPy's,
+lumen's own vectorised one, CUDA's libdevice): a few units in the last place.
 """
 from __future__ import annotations
 
 import functools
+import math
 import operator
 
 import numpy as np
@@ -65,12 +67,12 @@ def philox4x32(counter, key):
 
 # -- keys ---------------------------------------------------------------------------------------
 
-def _check_key(k, what="key"):
+def _check_key(k):
     if not isinstance(k, _Tracer):
         k = np.asarray(k)
     shape = tuple(getattr(d, "hint", d) for d in k.shape)
     if k.dtype != np.uint32 or shape != (2,):
-        raise TypeError(f"lumen.random: {what} must be a uint32 array of shape (2,) as made by "
+        raise TypeError(f"lumen.random: key must be a uint32 array of shape (2,) as made by "
                         f"lumen.random.key(seed); got {k.dtype} of shape {shape}")
     return k
 
@@ -89,6 +91,8 @@ def _uint64_scalar(x, fn, what):
     negative values taken as two's complement."""
     if isinstance(x, _Dim):
         x = _ops.wrap(_ops.to_value(x))
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x[()]
     if isinstance(x, _Tracer):
         if x.dtype.kind not in "iu" or x.ndim != 0:
             raise TypeError(f"lumen.random.{fn}: {what} must be an integer scalar, got {x.dtype} "
@@ -133,7 +137,7 @@ def fold_in(k, data):
 def _shape(shape):
     shape = (shape,) if isinstance(shape, int) or not hasattr(shape, "__len__") else tuple(shape)
     for n in shape:
-        if isinstance(n, int) and n < 0:
+        if isinstance(n, (int, np.integer)) and n < 0:
             raise ValueError(f"lumen.random: negative size in shape {shape}")
     return shape
 
@@ -190,12 +194,36 @@ def uniform(key, shape=(), dtype=np.float64, minval=0.0, maxval=1.0):
     return np.minimum(lo + (hi - lo) * u, np.nextafter(hi, lo))
 
 
+def _taylor(x2, odd, terms, dtype):
+    """sum_k (-1)^k x^(2k+odd) / (2k+odd)! over ``terms`` terms, by Horner in x^2 (without the
+    leading x of the odd series)."""
+    out = dtype.type((-1) ** (terms - 1) / math.factorial(2 * terms - 2 + odd))
+    for k in range(terms - 2, -1, -1):
+        out = out * x2 + dtype.type((-1) ** k / math.factorial(2 * k + odd))
+    return out
+
+
+def _cos_2pi(u, dtype):
+    """cos(2*pi*u) for u in [0, 1) with +, * and selects only: 4u = q + r exactly (q an integer,
+    |r| <= 1/2), then cos or sin of r*pi/2, |r*pi/2| <= pi/4, by Taylor series to within an ulp
+    or two. libm's cos is an opaque call that keeps a loop scalar; this vectorises, and gives
+    the same bits in NumPy, compiled and on the GPU."""
+    t = 4 * u
+    q = np.rint(t)
+    x = (t - q) * dtype.type(np.pi / 2)
+    x2 = x * x
+    terms = 5 if dtype == np.float32 else 9
+    c, s = _taylor(x2, 0, terms, dtype), x * _taylor(x2, 1, terms, dtype)
+    quadrant = q.astype(np.int64) & 3                 # cos(x + quadrant * pi/2)
+    return np.where(quadrant == 0, c, np.where(quadrant == 1, -s, np.where(quadrant == 2, -c, s)))
+
+
 def normal(key, shape=(), dtype=np.float64):
     """Standard normal numbers (Box-Muller on two uniforms of the element's Philox block)."""
     dtype = _float_dtype(dtype, "normal")
     w = _stream(key, shape)
     radius = np.sqrt(-2 * np.log(1 - _unit(w[0], w[1], dtype)))     # 1 - u lies in (0, 1]
-    return radius * np.cos((2 * np.pi) * _unit(w[2], w[3], dtype))
+    return radius * _cos_2pi(_unit(w[2], w[3], dtype), dtype)
 
 
 def bernoulli(key, p=0.5, shape=None):
@@ -203,7 +231,7 @@ def bernoulli(key, p=0.5, shape=None):
     ``shape``; ``shape`` defaults to ``p``'s)."""
     if not isinstance(p, _Tracer):
         p = np.asarray(p)
-        if p.dtype.kind not in "fiub" or ((p < 0) | (p > 1)).any():
+        if p.dtype.kind not in "fiub" or not ((p >= 0) & (p <= 1)).all():
             raise ValueError(f"lumen.random.bernoulli: p must lie in [0, 1], got {p}")
     dtype = np.float32 if p.dtype == np.float32 else np.float64
     return uniform(key, np.shape(p) if shape is None else shape, dtype) < p
@@ -239,7 +267,10 @@ def _shuffled_range(key, n):
 
 
 def permutation(key, x):
-    """A random permutation: of ``arange(x)`` for an int ``x``, else of ``x`` along axis 0."""
+    """A random permutation: of ``arange(x)`` for an int ``x`` (or a traced size such as
+    ``y.shape[0]``), else of ``x`` along axis 0."""
+    if isinstance(x, _Dim):
+        return _shuffled_range(key, x)
     if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
         if x < 0:
             raise ValueError(f"lumen.random.permutation: n must be >= 0, got {x}")

@@ -1,5 +1,6 @@
 """The on-disk kernel cache (SPEC §6): round trips between processes, the key, corruption,
 atomic and concurrent writes, unusable directories, the size cap, precompile and threads."""
+import glob
 import multiprocessing
 import os
 import subprocess
@@ -97,27 +98,38 @@ BLAS_SCRIPT = textwrap.dedent("""
     import llvmlite.binding as llvm
     import numpy as np
     import lumen
-    from lumen.codegen_llvm.symbols import _capsule_pointer
+    from lumen.codegen_llvm.symbols import _capsule_pointer, blas
 
-    a, b = np.arange(12.0).reshape(3, 4), np.ones((4, 5))
-    assert np.allclose(lumen.jit(lambda a, b: a @ b)(a, b), a @ b)
+    x, y = np.arange(12.0).reshape(3, 4), np.ones((4, 5))
+    for a, b in ((x, y), (x[:1], y), (x.astype(np.float32), y.astype(np.float32))):
+        assert np.allclose(lumen.jit(lambda a, b: a @ b)(a, b), a @ b)
     assert "scipy.linalg" not in sys.modules
-    import scipy.linalg.cython_blas
-    for name in ("sgemm", "dgemm"):
-        capsule = scipy.linalg.cython_blas.__pyx_capi__[name]
-        assert llvm.address_of_symbol("lumen_" + name) == _capsule_pointer(capsule)
-    print("ok")
+    for name in ("sgemm", "dgemm", "sgemv", "dgemv"):
+        assert llvm.address_of_symbol("lumen_" + name) == blas().addresses[name]
+    if blas().source == "scipy.linalg.cython_blas":
+        import scipy.linalg.cython_blas
+        for name in ("sgemm", "dgemm"):
+            capsule = scipy.linalg.cython_blas.__pyx_capi__[name]
+            assert blas().addresses[name] == _capsule_pointer(capsule)
+    print(blas().source)
 """)
 
 
-def test_a_warm_start_takes_blas_from_scipy_without_importing_scipy_linalg(tmp_path):
-    """Importing scipy.linalg would be most of a warm start's time; a later ordinary import of
-    cython_blas still works and finds the routines lumen linked."""
+@pytest.mark.parametrize("choice", ["", "scipy"])
+def test_a_warm_start_links_blas_without_importing_scipy_linalg(tmp_path, choice):
+    """Generated code calls NumPy's own OpenBLAS (64-bit ints) where NumPy ships one, else
+    SciPy's (``LUMEN_BLAS=scipy`` forces it; 32-bit ints), and neither imports scipy.linalg —
+    most of a warm start's time. A later ordinary import of cython_blas finds the routines
+    lumen linked; the choice is part of the cache key (each run compiles once, then loads)."""
     script = tmp_path / "script.py"
     script.write_text(BLAS_SCRIPT)
+    numpy_ships_openblas = bool(glob.glob(os.path.join(
+        os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "libscipy_openblas64_*")))
+    expected = "numpy-openblas64" if numpy_ships_openblas and not choice \
+        else "scipy.linalg.cython_blas"
     for _ in range(2):                     # cold, then warm from the disk cache
-        result = run_python([str(script)], tmp_path / "cache", tmp_path)
-        assert result.stdout.split() == ["ok"], result.stderr
+        result = run_python([str(script)], tmp_path / "cache", tmp_path, LUMEN_BLAS=choice)
+        assert result.stdout.split() == [expected], result.stderr
 
 
 def test_lumen_cache_0_and_cache_false_write_nothing(tmp_path, cache_dir, monkeypatch):

@@ -312,3 +312,30 @@ def test_float32_reductions_with_epilogues():
     x = RNG.normal(size=(64, 33)).astype(np.float32)
     f = lambda x: (x.mean(0), np.sqrt((x * x).sum(1)), x.std(), _lse(x))  # noqa: E731
     check(f, x)
+
+
+def test_reference_interpreter_runs_an_epilogue_reading_an_accumulator():
+    """An epilogue reads the reduced-shape input (b) only; the interpreter, run on the fused
+    graph (as debug mode's pass-by-pass replay does), must not broadcast x to b's shape."""
+    from lumen.ir.interpret import interpret
+    f = lambda x, y, b: (x * y).sum(0) + b  # noqa: E731
+    x, y, b = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 3)), RNG.normal(size=3)
+    graph = lumen.jit(f).lower(x, y, b).optimized_graph()
+    (k,) = [n for n in graph.nodes if n.op == "kernel"]
+    assert epilogue_ops(k) == ["add"]
+    (got,) = interpret(graph, [x, y, b])
+    np.testing.assert_allclose(got, f(x, y, b), rtol=1e-14)
+
+
+def test_reference_interpreter_keeps_a_0d_kernel_0d():
+    """A fused kernel over no axes (a loop counter's increment) stays 0-d in the interpreter
+    (np.ascontiguousarray would make it 1-d and break a while loop's condition after a step)."""
+    from lumen.ir.interpret import interpret
+
+    def f(x):
+        return lumen.while_loop(lambda s: s[1] < 3, lambda s: (s[0] * 2.0, s[1] + 1), (x, np.int64(0)))
+    x = RNG.normal(size=4)
+    graph = lumen.jit(f).lower(x).optimized_graph()
+    got, k = interpret(graph, [x])
+    assert np.shape(k) == () and k == 3
+    np.testing.assert_array_equal(got, 8 * x)

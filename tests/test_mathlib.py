@@ -78,3 +78,13 @@ def test_fused_inner_loop_is_vectorised():
                   if any(reg in line for reg in ("%xmm", "%ymm", "%zmm")) and "ps\t" in line]
     packed = [line for line in vector_ops if any(op in line for op in ("vmulps", "vaddps", "vfmadd"))]
     assert packed, "no packed single-precision arithmetic in the kernel"
+
+
+def test_float32_sum_adds_in_float32_lanes():
+    """A float32 sum adds each block's elements in float32 vector lanes and only the block
+    partials in float64: no per-element widening, so exp inside the sum runs 16 lanes wide
+    with AVX-512 instead of 8 (test_reductions checks the accuracy this keeps)."""
+    f = lumen.jit(lambda x: np.exp(x).sum(axis=1))
+    asm = f.lower(np.ones((8, 1000), np.float32)).asm().splitlines()
+    assert not [line for line in asm if "vcvtps2pd" in line and ("%ymm" in line or "%zmm" in line)]
+    assert [line for line in asm if "vaddps" in line and ("%ymm" in line or "%zmm" in line)]

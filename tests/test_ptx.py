@@ -387,6 +387,13 @@ def test_emulated_errors_are_raised_as_on_the_cpu(emulated_gpu):
         lumen.jit(lambda x, y: x + y, device="gpu")(np.ones(3), np.ones(4))
 
 
+def test_emulated_scalar_element_feeds_a_kernel(emulated_gpu):
+    """``x[0, 0]`` is a 0-d device array (NumPy, standing in for CuPy, would give a scalar)."""
+    a = RNG.standard_normal((3, 4))
+    got = lumen.jit(lambda x: x * x[0, 1] + x[-1, 0], device="gpu")(a)
+    np.testing.assert_array_equal(got, a * a[0, 1] + a[-1, 0])
+
+
 # -- on a GPU --------------------------------------------------------------------------------------
 
 def _host(x):

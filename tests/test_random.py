@@ -89,6 +89,7 @@ def test_split_and_fold_in_make_distinct_independent_keys():
 def test_fold_in_takes_negative_and_64_bit_data():
     k = random.key(9)
     np.testing.assert_array_equal(random.fold_in(k, -1), random.fold_in(k, 2**64 - 1))
+    np.testing.assert_array_equal(random.fold_in(k, np.array(5)), random.fold_in(k, 5))
     assert not np.array_equal(random.fold_in(k, 2**32), random.fold_in(k, 0))
     with pytest.raises(TypeError, match="fold_in: data must be an int, got float"):
         random.fold_in(k, 1.0)
@@ -159,8 +160,9 @@ def test_bernoulli_distribution():
     b = random.bernoulli(k, p, (2, 20000))
     np.testing.assert_allclose(b.mean(1), [0.2, 0.8], atol=0.015)
     np.testing.assert_array_equal(random.bernoulli(k, p), random.uniform(k, (2, 1), np.float32) < p)
-    with pytest.raises(ValueError, match="p must lie in \\[0, 1\\]"):
-        random.bernoulli(k, 1.5)
+    for bad in (1.5, -0.1, np.nan):
+        with pytest.raises(ValueError, match="p must lie in \\[0, 1\\]"):
+            random.bernoulli(k, bad)
 
 
 def test_permutation_is_uniform():
@@ -233,6 +235,7 @@ def test_bitwise_the_same_on_one_and_two_threads():
     f = lumen.jit(lambda k, x: (random.uniform(k, x.shape, np.float32),
                                 random.uniform(k, x.shape), random.bernoulli(k, 0.5, x.shape)))
     k, x = random.key(12), np.zeros(n)
+    assert 'call void @"lumen_GOMP_parallel"' in f.lower(k, x).llvm_ir()
     results = []
     for threads in (1, 2):
         previous = symbols.set_num_threads(threads)

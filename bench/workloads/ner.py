@@ -10,15 +10,18 @@ outputs. The dropout masks are inputs (drawn once, rate 0.2), so that every impl
 computes the same numbers; the example draws them with `lumen.random` inside its step instead.
 Inputs ``(words, caps, tags, offsets, mask_in, mask_h, *params)``: the sentences concatenated
 (sentence s is rows offsets[s]:offsets[s+1]) and the parameters in the order of PARAMS; result
-``(sum of the losses, *updated params)``. Each implementation compiles one step per sentence
-and loops over the sentences in Python, as a user would: lumen compiles once for every length,
-jax (`jax.jit`) once per distinct length (first call), pytensor once (`pytensor.function`),
-torch runs eagerly; NumPy is the hand-written backward pass of W5 (bench/workloads/lstm_crf.py)
-plus the embeddings'. Throughput: sentences/s = 1500 / time.
+``(sum of the losses, *updated params)``. Each implementation's builder gives a one-sentence
+step, and ``epoch`` (the workload's ``loop``) calls it on every sentence from Python, as a user
+would: lumen's step compiles once for every length, jax's (`jax.jit`, applied by the adapter)
+once per distinct length (in the first call), pytensor's once (`pytensor.function`); torch runs
+eagerly; NumPy's is the hand-written backward pass of W5 (bench/workloads/lstm_crf.py) plus the
+embeddings'. Throughput: sentences/s = 1500 / time.
 
 The result is checked after 1500 float32 SGD steps, so rounding differences grow along the
 epoch: the tolerance is rtol 2e-3 (the loss sum and every parameter).
 """
+import functools
+
 import numpy as np
 
 from ..harness import Workload
@@ -77,31 +80,27 @@ def _numpy_grads(p, words, caps, tags, m_in, m_h):
                       bb=dbb, wo=h.T @ ds, bo=ds.sum(axis=0))
 
 
-def numpy_epoch(words, caps, tags, offsets, m_in, m_h, *params):
-    p, total = dict(zip(PARAMS, params)), 0.0
-    for a, b in _sentences(offsets):
-        loss, g = _numpy_grads(p, words[a:b], caps[a:b], tags[a:b], m_in[a:b], m_h[a:b])
-        total += float(loss)
-        norm = np.sqrt(sum(np.sum(d * d) for d in g.values()))
-        scale = LR * np.minimum(1, CLIP / (norm + 1e-6))
-        p = {k: p[k] - scale * g[k] for k in PARAMS}
-    return (total, *p.values())
+def numpy_step(words, caps, tags, m_in, m_h, *params):
+    p = dict(zip(PARAMS, params))
+    loss, g = _numpy_grads(p, words, caps, tags, m_in, m_h)
+    norm = np.sqrt(sum(np.sum(d * d) for d in g.values()))
+    scale = LR * np.minimum(1, CLIP / (norm + 1e-6))
+    return (loss, *(p[k] - scale * g[k] for k in PARAMS))
 
 
-# ---- the Python loop over sentences of lumen, jax and pytensor ---------------------------------
+def epoch(step, words, caps, tags, offsets, m_in, m_h, *params):
+    """SGD over the sentences in order: ``step(words, caps, tags, m_in, m_h, *params) -> (loss,
+    *new params)`` on each sentence's rows, as NumPy arrays (``np.asarray`` of jax's or torch's
+    CPU arrays, once an epoch); -> (the sum of the losses, *params)."""
+    data = [np.asarray(a) for a in (words, caps, tags, m_in, m_h)]
+    losses = []
+    for a, b in _sentences(np.asarray(offsets)):
+        loss, *params = step(*(d[a:b] for d in data), *params)
+        losses.append(loss)                   # read at the end: jax may run ahead
+    return (sum(float(v) for v in losses), *params)
 
-def _epoch(step):
-    """An epoch calling ``step(params, words, caps, tags, m_in, m_h, lr) -> (loss, params)`` on
-    every sentence; the losses are read once at the end (jax may run ahead)."""
-    def epoch(words, caps, tags, offsets, m_in, m_h, *params):
-        data = [np.asarray(a) for a in (words, caps, tags, m_in, m_h)]
-        p, losses = dict(zip(PARAMS, params)), []
-        for a, b in _sentences(np.asarray(offsets)):
-            loss, p = step(p, *(d[a:b] for d in data), LR)
-            losses.append(loss)
-        return (sum(float(v) for v in losses), *(p[k] for k in PARAMS))
-    return epoch
 
+# ---- the compiled steps ---------------------------------------------------------------------------
 
 def _lumen(inputs):
     """The example's network and SGD update (examples/ner_lstm_crf.py), masks for its dropout."""
@@ -110,16 +109,18 @@ def _lumen(inputs):
     from examples import neurocrf
 
     @lumen.jit
-    def step(params, words, caps, tags, m_in, m_h, lr):
+    def step(words, caps, tags, m_in, m_h, *params):
         def loss(p):
             g = ner.transition_scores(p, words, caps, lambda site, x: x * (m_in, m_h)[site])
             return neurocrf.crf_loss(g, tags)
-        value, grads = lumen.value_and_grad(loss)(params)
-        return value, ner.sgd_update(params, grads, lr, CLIP)
-    return _epoch(step)
+        value, grads = lumen.value_and_grad(loss)(dict(zip(PARAMS, params)))
+        new = ner.sgd_update(dict(zip(PARAMS, params)), grads, LR, CLIP)
+        return (value, *(new[k] for k in PARAMS))
+    return step
 
 
 def _jax(inputs):
+    """A step for jax.jit (the adapter applies it): one compilation per sentence length."""
     import jax
     import jax.numpy as jnp
 
@@ -129,13 +130,13 @@ def _jax(inputs):
                              _jax_lstm(x, p["wxb"], p["whb"], p["bb"], reverse=True)], axis=1) * m_h
         return _jax_crf_loss((h @ p["wo"] + p["bo"]).reshape(x.shape[0], N_LABELS, N_LABELS), tags)
 
-    @jax.jit
-    def step(p, words, caps, tags, m_in, m_h, lr):
+    def step(words, caps, tags, m_in, m_h, *params):
+        p = dict(zip(PARAMS, params))
         value, grads = jax.value_and_grad(loss)(p, words, caps, tags, m_in, m_h)
         norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads.values()))
-        scale = lr * jnp.minimum(1, CLIP / (norm + 1e-6))
-        return value, {k: p[k] - scale * grads[k] for k in p}
-    return _epoch(step)
+        scale = LR * jnp.minimum(1, CLIP / (norm + 1e-6))
+        return (value, *(p[k] - scale * grads[k] for k in PARAMS))
+    return step
 
 
 def _pytensor(inputs):
@@ -155,37 +156,28 @@ def _pytensor(inputs):
     grads = pytensor.grad(loss, params)
     norm = pt.sqrt(sum((d * d).sum() for d in grads))
     scale = (LR * pt.minimum(1, CLIP / (norm + 1e-6))).astype(DTYPE)
-    f = pytensor.function([*params, words, caps, tags, m_in, m_h],
-                          [loss] + [q - scale * d for q, d in zip(params, grads)])
-
-    def step(p, words, caps, tags, m_in, m_h, lr):
-        loss, *new = f(*(p[k] for k in PARAMS), words, caps, tags, m_in, m_h)
-        return loss, dict(zip(PARAMS, new))
-    return _epoch(step)
+    return pytensor.function([words, caps, tags, m_in, m_h, *params],
+                             [loss] + [q - scale * d for q, d in zip(params, grads)])
 
 
 def _torch(inputs):
+    """Eager autograd; the sentence's rows arrive as NumPy arrays (shared, not copied)."""
     import torch
     lr = float(LR)
 
-    def epoch(words, caps, tags, offsets, m_in, m_h, *params):
-        p, total = dict(zip(PARAMS, params)), 0.0
-        for a, b in _sentences(offsets.tolist()):
-            p = {k: v.detach().requires_grad_() for k, v in p.items()}
-            x = torch.cat([p["words"][words[a:b]], p["caps"][caps[a:b]]], dim=1) * m_in[a:b]
-            h = torch.cat([_torch_lstm(x, p["wxf"], p["whf"], p["bf"]),
-                           _torch_lstm(x, p["wxb"], p["whb"], p["bb"], reverse=True)], dim=1)
-            h = h * m_h[a:b]
-            g = (h @ p["wo"] + p["bo"]).reshape(b - a, N_LABELS, N_LABELS)
-            loss = _torch_crf_loss(g, tags[a:b])
-            grads = torch.autograd.grad(loss, list(p.values()))
-            with torch.no_grad():
-                norm = torch.sqrt(sum((d * d).sum() for d in grads))
-                scale = lr * torch.clamp(CLIP / (norm + 1e-6), max=1)
-                p = {k: v - scale * d for (k, v), d in zip(p.items(), grads)}
-            total += float(loss.detach())
-        return (total, *(p[k] for k in PARAMS))
-    return epoch
+    def step(words, caps, tags, m_in, m_h, *params):
+        words, caps, tags, m_in, m_h = map(torch.from_numpy, (words, caps, tags, m_in, m_h))
+        p = {k: v.detach().requires_grad_() for k, v in zip(PARAMS, params)}
+        x = torch.cat([p["words"][words], p["caps"][caps]], dim=1) * m_in
+        h = torch.cat([_torch_lstm(x, p["wxf"], p["whf"], p["bf"]),
+                       _torch_lstm(x, p["wxb"], p["whb"], p["bb"], reverse=True)], dim=1) * m_h
+        loss = _torch_crf_loss((h @ p["wo"] + p["bo"]).reshape(-1, N_LABELS, N_LABELS), tags)
+        grads = torch.autograd.grad(loss, list(p.values()))
+        with torch.no_grad():
+            norm = torch.sqrt(sum((d * d).sum() for d in grads))
+            scale = lr * torch.clamp(CLIP / (norm + 1e-6), max=1)
+            return (loss.detach(), *(v - scale * d for v, d in zip(p.values(), grads)))
+    return step
 
 
 class NerWorkload(Workload):
@@ -206,8 +198,10 @@ WORKLOADS = [NerWorkload(
     expr="for each sentence: BLSTM -> G_t = reshape(h_t @ Wo + bo, (K, K)); "
          "loss = log Z - gold score; clipped SGD step",
     dtype=DTYPE, shape=SHAPE, quick_shape=QUICK_SHAPE, n_inputs=6 + len(PARAMS),
-    reference=numpy_epoch, make_inputs=make_inputs, bytes_moved=None, adapter_jit=False,
-    impls={"lumen": _lumen, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
+    reference=functools.partial(epoch, numpy_step), loop=epoch, make_inputs=make_inputs,
+    bytes_moved=None,
+    impls={"numpy": lambda inputs: numpy_step, "lumen": _lumen, "jax": _jax,
+           "pytensor": _pytensor, "torch": _torch},
     notes={"numpy": "(hand-written backward pass: W5's, plus the embeddings')",
            "lumen": "(lumen.jit of lumen.value_and_grad per sentence, one compilation)",
            "jax": "(jax.jit of jax.value_and_grad per sentence: compiles once per sentence length)",

@@ -233,9 +233,10 @@ class Context:
         return n
 
     # -- buffers ------------------------------------------------------------------------------
-    def malloc_buffer(self, dtype, dims, name="buf", check=True) -> Arr:
+    def malloc_buffer(self, dtype, dims, name="buf", check=True, pooled=True) -> Arr:
         """A C-contiguous buffer of ``dims``: a dead buffer of the same byte size when there is
-        one (memory planning), else a fresh one; all are freed on exit."""
+        one (memory planning; not with ``pooled=False``), else a fresh one; all are freed on
+        exit."""
         frame = self._frames[-1] if self._frames else None
         if frame is not None and frame.preheader is not None:
             return self._hoisted_buffer(frame, dtype, dims, name)
@@ -244,9 +245,9 @@ class Context:
         shape = [self.dim(d) for d in dims]
         itemsize = dtype.itemsize
         key = prod(dims) * itemsize
-        pooled = None if self._frames else self._pool.get(key)
-        if pooled:
-            slot = pooled.pop()
+        reusable = None if self._frames or not pooled else self._pool.get(key)
+        if reusable:
+            slot = reusable.pop()
             self._sizes[slot] = key
             return Arr(b.load(slot), shape, contiguous_strides(b, shape, itemsize, self.i64), dtype,
                        dims, True, owner=slot)
@@ -283,13 +284,16 @@ class Context:
 
     def _hoisted_buffer(self, frame, dtype, dims, name):
         """A loop body's buffer, allocated once in the loop's preheader (its sizes are the
-        enclosing function's, the same at every step); the null check stays at the use."""
+        enclosing function's, the same at every step); the null check stays at the use. Never
+        a dead buffer of the enclosing function's: the loop's frame frees and clears its
+        buffers when the loop ends, and an enclosing loop (a scan in a while loop's body)
+        enters the preheader again."""
         saved = self.builder
         self.builder = ir.IRBuilder(frame.preheader)
         self.builder.position_before(frame.preheader.terminator)
         frame_stack, self._frames = self._frames, []
         try:
-            arr = self.malloc_buffer(dtype, dims, name, check=False)
+            arr = self.malloc_buffer(dtype, dims, name, check=False, pooled=False)
         finally:
             self._frames, self.builder = frame_stack, saved
         frame.slots.append(arr.owner)

@@ -47,8 +47,10 @@ def triple() -> str:
 @functools.cache
 def identity() -> dict:
     """What object code compiled here depends on besides its IR: the target triple, the host
-    CPU's name and features, and the llvmlite / LLVM versions (part of the disk cache key)."""
-    return {"triple": triple(), "cpu": llvm.get_host_cpu_name(),
+    CPU's name and features, the llvmlite / LLVM versions and the BLAS the code calls, whose
+    integer width its calls are compiled for (part of the disk cache key)."""
+    from .symbols import blas
+    return {"triple": triple(), "cpu": llvm.get_host_cpu_name(), "blas": blas().source,
             "features": llvm.get_host_cpu_features().flatten(), "llvmlite": llvmlite.__version__,
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 

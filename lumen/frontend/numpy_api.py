@@ -634,3 +634,52 @@ FUNCTIONS.update({
     np.nansum: _nansum, np.nanprod: _nanprod, np.nanmean: _nanmean,
     np.nanmax: _nanminmax("max"), np.nanmin: _nanminmax("min"),
 })
+
+
+def _pad_pairs(arg, ndim, what):
+    """NumPy's ``pad_width`` / ``constant_values`` forms (a scalar, one (before, after) pair,
+    or one pair per axis) as one (before, after) pair per axis."""
+    arr = np.asarray(arg, dtype=object)
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 2) or arr.size == 0:
+        raise ValueError(f"np.pad: {what} must be a scalar, a (before, after) pair or one pair "
+                         f"per axis; got {arg!r}")
+    try:
+        return [tuple(row) for row in np.broadcast_to(arr, (ndim, 2))]
+    except ValueError:
+        raise ValueError(f"np.pad: {what} {arg!r} does not fit an array of {ndim} "
+                         "dimensions") from None
+
+
+def _pad(array, pad_width, mode="constant", **kwargs):
+    """np.pad in ``constant`` mode: the array between constant blocks, one concatenate per
+    padded axis (so autodiff slices the cotangent back out)."""
+    if mode != "constant":
+        raise UnsupportedError(f"np.pad(..., mode={mode!r}) is not supported by lumen; "
+                               "mode='constant' is")
+    values = kwargs.pop("constant_values", 0)
+    if kwargs:
+        raise UnsupportedError(f"np.pad: keyword arguments {sorted(kwargs)} are not supported")
+    ndim = ops.to_value(array).ndim
+    widths = _pad_pairs(pad_width, ndim, "pad_width")
+    fills = _pad_pairs(values, ndim, "constant_values")
+    out = array
+    for axis, (width, fill) in enumerate(zip(widths, fills)):
+        if any(isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer))
+               for w in width):
+            raise TypeError(f"np.pad: pad_width must be integers; got {pad_width!r}")
+        if min(width) < 0:
+            raise ValueError(f"np.pad: index can't contain negative values; got {pad_width!r}")
+        shape = list(ops.to_value(out).shape)
+        parts = []
+        for w, v, side in zip(width, fill, ("before", "after")):
+            if w:
+                shape[axis] = int(w)
+                parts.append(ops.full_like(out, v, shape=tuple(shape)))
+            if side == "before":
+                parts.append(out)
+        if len(parts) > 1:
+            out = ops.concatenate(parts, axis, ops.to_value(array).dtype)
+    return out
+
+
+FUNCTIONS[np.pad] = _pad

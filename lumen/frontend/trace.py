@@ -68,6 +68,7 @@ class SubTrace(_Current):
         self.owned = set()
         self.captures = []          # outer values, in the order of the body's capture inputs
         self._inner = {}
+        self._seen = 0              # how many of the builder's nodes are in ``owned``
         self.argument_ids = set()
 
     @property
@@ -85,6 +86,8 @@ class SubTrace(_Current):
 
     def local(self, value):
         """``value`` as seen inside the body (captured on first use)."""
+        if value not in self.owned:
+            self._own_new_nodes()
         if value in self.owned:
             return value
         inner = self._inner.get(value)
@@ -95,10 +98,15 @@ class SubTrace(_Current):
             self._inner[value] = inner
         return inner
 
+    def _own_new_nodes(self):
+        """The outputs of nodes appended straight to the builder -- a transform's derivative
+        (`lumen.grad` inside a loop body) is -- are the body's own values, not captures."""
+        for node in self.builder.nodes[self._seen:]:
+            self.owned.update(node.outputs)
+        self._seen = len(self.builder.nodes)
+
     def emit(self, op, inputs, **params):
-        node = self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
-        self.owned.update(node.outputs)
-        return node
+        return self.builder.emit(op, [self.local(v) for v in inputs], user_location(), **params)
 
     def capture(self, array):
         return self.parent.capture(array)

@@ -22,10 +22,13 @@ class Dim:
     ``bcast(a, b)`` is NumPy's broadcast of two lengths: ``b`` where ``a == 1`` else ``a``.
     """
 
-    __slots__ = ("op", "args", "hint")
+    __slots__ = ("op", "args", "hint", "_hash")
 
     def __init__(self, op: str, args: tuple, hint: int):
         self.op, self.args, self.hint = op, args, int(hint)
+        # kept: expressions share subexpressions (a convolution's window bounds), and hashing
+        # or comparing them afresh at every level is exponential in their depth
+        self._hash = hash((op, args))
 
     # -- construction -------------------------------------------------------------------
     @staticmethod
@@ -59,13 +62,14 @@ class Dim:
 
     def __eq__(self, other):
         if isinstance(other, Dim):
-            return self.op == other.op and self.args == other.args
+            return self is other or (self._hash == other._hash and self.op == other.op
+                                     and self.args == other.args)
         if isinstance(other, int):
             return concretize(self) == other
         return NotImplemented
 
     def __hash__(self):
-        return hash((self.op, self.args))
+        return self._hash
 
     # -- arithmetic (Python ints mix in freely; anything else makes a traced scalar) -----------
     def __add__(self, o): return _arith("add", self, o)

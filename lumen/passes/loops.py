@@ -14,15 +14,16 @@ from __future__ import annotations
 from ..ir.builder import GraphBuilder
 from ..ir.dims import Dim
 from ..ir.graph import Node
-from ..ir.ops import CONTROL, ELEMENTWISE, OPS, REDUCE
+from ..ir.ops import BODY_PARAMS, CONTROL, ELEMENTWISE, OPS, REDUCE
 from .rebuild import Rebuilder
 
 _NEVER_MOVED = ("const", "iota", "dim")
 
 
 def hoist_loops(graph):
-    """Apply the loop rewrites to every scan in ``graph`` (nested scans first)."""
-    if not any(n.op == "scan" for n in graph.nodes):
+    """Apply the loop rewrites to every scan in ``graph`` (nested scans first, those in
+    while-loop and branch bodies too)."""
+    if not any(n.op in BODY_PARAMS for n in graph.nodes):
         return graph
     return merge_and_prune_scans(products_out_of_loops(sink_outputs(_hoist(graph))))
 
@@ -32,7 +33,14 @@ def _hoist(graph):
     for node in graph.nodes:
         inputs = [rb[v] for v in node.inputs]
         if node.op != "scan":
-            rb.keep(node)
+            if node.op in BODY_PARAMS:      # a while loop's or a branch's scans (a CG loop's
+                params = dict(node.params)  # Gauss-Newton products): the same rewrites
+                for key in BODY_PARAMS[node.op]:
+                    params[key] = hoist_loops(params[key])
+                rb.replace(node, rb.add(node.op, inputs, params, [o.type for o in node.outputs],
+                                        node.loc, node.checks, node.origin))
+            else:
+                rb.keep(node)
             continue
         body = hoist_loops(node.params["body"])
         if node.params["length"].value == 1:

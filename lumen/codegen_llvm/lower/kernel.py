@@ -227,6 +227,11 @@ class _Accumulator:
         kind = self.acc_dtype.kind
         self.arg_mode = op in ("argmax", "argmin")
         self.blocked = op == "sum" and kind == "f" and bool(axes)     # 0-d: no axis
+        # a block's partial sum stays in the body's float dtype (float32 sums add 16 lanes
+        # per instruction instead of converting each element to float64); the partials are
+        # added in the accumulator's dtype, so rounding grows with the block size only
+        self.partial_dtype = np.dtype(body_dtype) if self.blocked and \
+            np.dtype(body_dtype).kind == "f" else self.acc_dtype
         # float max/min: a NaN-ignoring maxnum/minnum reduction (which vectorises) plus a
         # "saw a NaN" flag, combined at the end into NumPy's NaN-propagating result
         self.split_nan = op in ("max", "min") and kind == "f"
@@ -234,7 +239,8 @@ class _Accumulator:
         self.saw_nan = self._slot(i1, "saw_nan", ir.Constant(i1, 0)) if self.split_nan else None
         self.index = self._slot(value_type(np.intp), "argidx", ctx.i64(0)) if self.arg_mode \
             else None
-        self.partial = ctx.alloca(self.acc_t, "partial") if self.blocked else None
+        self.partial = ctx.alloca(value_type(self.partial_dtype), "partial") if self.blocked \
+            else None
 
     def _slot(self, ty, name, init):
         slot = self.ctx.alloca(ty, name)
@@ -250,14 +256,14 @@ class _Accumulator:
         kept position ``off_outer`` / ``idx_outer``."""
         if self.blocked:
             _blocked_sum(self.ctx, self.axes, space_vals, operands, off_outer, idx_outer,
-                         self.visit, self.acc, self.partial, ranges or {})
+                         self.visit, self.add_partial, self.partial, ranges or {})
         else:
             nest(self.ctx, space_vals, operands, self.visit, self.axes, 0, off_outer,
                  dict(idx_outer), ranges)
 
     def visit(self, off, idx):
         ctx, b = self.ctx, self.ctx.builder
-        v = self.element(off, self.acc_dtype)
+        v = self.element(off, self.partial_dtype if self.blocked else self.acc_dtype)
         if self.arg_mode:
             self._take_better(v, idx[self.axes[-1]])
         elif self.blocked:
@@ -268,6 +274,12 @@ class _Accumulator:
             self._fold_ignoring_nan(v, is_nan(ctx, v))
         else:
             b.store(combine(ctx, self.op, b.load(self.acc), v, self.acc_dtype), self.acc)
+
+    def add_partial(self):
+        """Add the finished block's partial sum to the accumulator."""
+        b = self.ctx.builder
+        part = cast(self.ctx, b.load(self.partial), self.partial_dtype, self.acc_dtype)
+        b.store(b.fadd(b.load(self.acc), part), self.acc)
 
     def merge(self, values):
         """Fold in another accumulator's final `state` (values), as if its points came after
@@ -366,7 +378,7 @@ def _reduce_in_chunks(ctx, new_accumulator, axes, space_vals, operands, work):
     return final
 
 
-def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, acc_slot,
+def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, add_partial,
                  partial_slot, ranges):
     """Float sums: the innermost reduced axis is summed in blocks of SUM_BLOCK whose partial
     sums are added to the accumulator, bounding rounding growth as NumPy's pairwise sum does.
@@ -375,7 +387,7 @@ def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, a
     last = axes[-1]
     lo, hi = ranges.get(last, (ctx.i64(0), space_vals[last]))
     n = b.sub(hi, lo)
-    zero = ir.Constant(acc_slot.type.pointee, 0.0)
+    zero = ir.Constant(partial_slot.type.pointee, 0.0)
 
     def outer_axes(off, idx):
         nblocks = b.sdiv(b.add(n, ctx.i64(SUM_BLOCK - 1)), ctx.i64(SUM_BLOCK))
@@ -388,7 +400,7 @@ def _blocked_sum(ctx, axes, space_vals, operands, off_outer, idx_outer, visit, a
                 pos = b.add(start, j)
                 offs = [b.add(o, b.mul(pos, op.strides[last])) for o, op in zip(off, operands)]
                 visit(offs, {**idx, last: pos})
-            b.store(b.fadd(b.load(acc_slot), b.load(partial_slot)), acc_slot)
+            add_partial()
 
     nest(ctx, space_vals, operands, outer_axes, axes[:-1], 0, off_outer, dict(idx_outer), ranges)
 

@@ -1,11 +1,12 @@
-"""matmul: float32/float64 through BLAS ``?gemm`` (SciPy's function pointers), one call per
-batch element; other dtypes through a loop nest."""
+"""matmul: float32/float64 through BLAS ``?gemm`` / ``?gemv`` (`symbols.blas`: NumPy's own
+OpenBLAS, else SciPy's), one call per batch element; other dtypes through a loop nest."""
 from __future__ import annotations
 
 import llvmlite.ir as ir
 import numpy as np
 
 from ..llvmtypes import f32, f64, i8, i8p, i32, i64, value_type
+from ..symbols import blas
 from .loops import align, copy, nest
 from .scalar import LOWER as SCALAR, cast
 
@@ -162,7 +163,8 @@ def _product_function(ctx, dtype):
     if fn is not None:
         return fn
     ft = f32 if dtype == np.float32 else f64
-    p32, pf = i32.as_pointer(), ft.as_pointer()
+    blas_int = i64 if blas().int_bits == 64 else i32
+    p32, pf = blas_int.as_pointer(), ft.as_pointer()
     fn = ir.Function(ctx.module, ir.FunctionType(
         ir.VoidType(), [i8, i8, i64, i64, i64, ft, i8p, i64, i8p, i64, ft, i8p]), name)
     fn.linkage = "internal"
@@ -174,8 +176,8 @@ def _product_function(ctx, dtype):
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def ref(v):
-        """BLAS takes every argument by pointer (Fortran); ints as i32."""
-        if v.type == i64:
+        """BLAS takes every argument by pointer (Fortran); ints of its width."""
+        if v.type == i64 and blas_int == i32:
             v = b.trunc(v, i32)
         slot = b.alloca(v.type)
         b.store(v, slot)

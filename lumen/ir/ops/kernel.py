@@ -95,13 +95,17 @@ def _reference(arrays, params, shapes):
     out = np.broadcast_to(evaluate_body(params["body"], spread, shapes), space)
     red = params["reduce"]
     if red is None:
-        return [np.ascontiguousarray(out)]
+        return [np.array(out, order="C")]          # (ascontiguousarray makes 0-d 1-d)
     (reduced,) = OPS[red.op].reference([out], {"axes": red.axes, "keepdims": red.keepdims}, shapes)
     epilogue = params.get("epilogue")
     if epilogue is None:
         return [reduced]
     shape = np.shape(reduced)
-    extra = [np.broadcast_to(a, shape) if np.ndim(a) else a for a in arrays]
+    # the epilogue reads only inputs of the reduced shape; others (of the iteration space's) it
+    # never uses cannot be broadcast to that shape
+    used = {a for s in epilogue.ops for a in s.args}
+    extra = [np.broadcast_to(a, shape) if np.ndim(a) and k + 1 in used else a
+             for k, a in enumerate(arrays)]
     return [np.asarray(evaluate_body(epilogue, [reduced] + extra, shapes))]
 
 
