@@ -328,6 +328,11 @@ SPECIALIZE = [
       adds=("gemm",), drops=("matmul", "subtract")),
 ]
 
+MW, MH, MD = RNG.normal(size=(5, 3)), RNG.normal(size=(1, 5)), RNG.normal(size=(1, 3))
+SPECIALIZE.append(
+    R("matmul_of_one_term", lambda w, h, d: w - 0.5 * (h.T @ d), (MW, MH, MD), phase="simplify",
+      drops=("matmul", "gemm")))
+
 RECORDS = EXACT + FASTMATH + STABILIZE + SPECIALIZE
 ALL_RULES = simplify.EXACT + simplify.FASTMATH + stabilize.RULES + specialize.RULES
 #: Rules no traced program reaches, tested on a graph built by hand.
@@ -758,3 +763,18 @@ def test_naive_spellings_compile_like_nn():
         program(optimized(lambda x: lumen.nn.softmax(x, axis=1), NORMAL))
     assert program(optimized(lambda x: np.log(np.exp(x).sum(0, keepdims=True)), NORMAL)) == \
         program(optimized(lambda x: lumen.nn.logsumexp(x, axis=0, keepdims=True), NORMAL))
+
+
+def test_sgd_update_of_a_batch_of_one_is_one_pass():
+    """W - lr * (h.T @ dz) with one example: an outer product fused into the update, one
+    kernel; signed zeros as BLAS gives them (a sum from +0.0), in float32 and float64."""
+    for dtype in (np.float32, np.float64):
+        w = RNG.normal(size=(6, 4)).astype(dtype)
+        h = np.array([[-0.0, 1.0, -2.0, 0.5, 3.0, -1.0]], dtype)
+        d = np.array([[0.25, -0.0, 1.5, -3.0]], dtype)
+        f = lumen.jit(lambda w, h, d: (w - 0.5 * (h.T @ d), h.T @ d))
+        update, outer = f(w, h, d)
+        assert_same(update, w - 0.5 * (h.T @ d))
+        assert np.array_equal(np.signbit(outer), np.signbit(h.T @ d))
+        text = f.lower(w, h, d).optimized_ir()
+        assert "matmul" not in text and "gemm" not in text

@@ -11,18 +11,14 @@ unaffected.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 import scipy.special as sc
 
 from ..ir.dims import Dim, as_dim, cdiv, dmax
 from . import ops
 from .trace import in_trace
+from .trace_patch import TracePatch
 
-_lock = threading.Lock()
-_depth = 0
 _ORIGINAL = {name: getattr(np, name) for name in ("arange", "zeros", "ones", "empty", "full", "eye")}
 _SCIPY_ORIGINAL = {name: getattr(sc, name) for name in ("logsumexp", "softmax", "log_softmax")}
 
@@ -116,24 +112,9 @@ def _scipy(name):
 _SCIPY_WRAPPED = {name: _scipy(name) for name in _SCIPY_ORIGINAL}
 
 
-@contextlib.contextmanager
+_PATCH = TracePatch((np, _WRAPPED), (sc, _SCIPY_WRAPPED))
+
+
 def symbolic_constructors():
     """Install the wrappers for the duration of a trace (nesting and threads are counted)."""
-    global _depth
-    with _lock:
-        if _depth == 0:
-            for name, fn in _WRAPPED.items():
-                setattr(np, name, fn)
-            for name, fn in _SCIPY_WRAPPED.items():
-                setattr(sc, name, fn)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for name, fn in _ORIGINAL.items():
-                    setattr(np, name, fn)
-                for name, fn in _SCIPY_ORIGINAL.items():
-                    setattr(sc, name, fn)
+    return _PATCH.active()

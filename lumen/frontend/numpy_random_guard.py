@@ -9,14 +9,12 @@ tracing, so other threads keep the originals' behaviour; nesting is counted.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-
 import numpy as np
 
 from ..errors import UnsupportedError
 from .source import user_location
 from .trace import in_trace
+from .trace_patch import TracePatch
 
 _CLASSES = ("RandomState", "Generator")
 
@@ -30,8 +28,6 @@ def _guarded_name(name):
 
 
 _ORIGINAL = {name: getattr(np.random, name) for name in dir(np.random) if _guarded_name(name)}
-_lock = threading.Lock()
-_depth = 0
 
 
 def _refuse(name):
@@ -77,20 +73,9 @@ _GUARDED = {name: (_class if name in _CLASSES else _function)(name, fn)
             for name, fn in _ORIGINAL.items()}
 
 
-@contextlib.contextmanager
+_PATCH = TracePatch((np.random, _GUARDED))
+
+
 def numpy_random_refused():
     """Install the guards for the duration of a trace (nesting and threads are counted)."""
-    global _depth
-    with _lock:
-        if _depth == 0:
-            for name, fn in _GUARDED.items():
-                setattr(np.random, name, fn)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for name, fn in _ORIGINAL.items():
-                    setattr(np.random, name, fn)
+    return _PATCH.active()

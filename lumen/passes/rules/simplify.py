@@ -79,6 +79,22 @@ def _same_shape(a, b):
     return a.ndim == b.ndim and tuple(a.shape) == tuple(b.shape)
 
 
+def _single_term_product(g, a, b, v):
+    """``a @ b`` with an inner size of 1 (an outer product, such as the weight gradient of a
+    batch of one) as an elementwise product, which fuses with what reads it: the SGD update
+    ``W - lr * (h.T @ dz)`` becomes one pass over W instead of a copy of W and a BLAS call.
+    Adding 0.0 keeps BLAS's signed zeros: its sum starts from +0.0, so a product of -0.0
+    comes out +0.0."""
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1].value != 1 or b.shape[-2].value != 1:
+        return None
+    if not (a.dtype == b.dtype == v.dtype and v.dtype.kind in "iuf"):
+        return None
+    product = g.emit("multiply", a, b)
+    if not _same_shape(product, v):
+        return None
+    return g.emit("add", product, g.const_like(v, 0.0)) if _is_float(v) else product
+
+
 EXACT = (
     Rule("constant_fold", Pat(tuple(sorted(ELEMENTWISE)), name="v", where=_all_constant),
          lambda g, v: _fold(g, v)),
@@ -100,6 +116,8 @@ EXACT = (
          lambda g, x, c, v: g.emit("multiply", x, g.const_like(c, 1.0 / const_scalar(c)))
          if _same_shape(x, v) else None),
     Rule("drop_stop_gradient", Pat("stop_gradient", Pat.var("x")), lambda g, x: x),
+    Rule("matmul_of_one_term", Pat("matmul", Pat.var("a"), Pat.var("b"), name="v"),
+         _single_term_product),
     Rule("cast_to_same", Pat("cast", Pat.var("x"), name="v"),
          lambda g, x, v: x if x.dtype == v.dtype else None),
     Rule("cast_roundtrip", Pat("cast", Pat("cast", Pat.var("x"), name="mid"), name="v"),
