@@ -9,9 +9,9 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 import lumen
+from digits import load as load_rows
 
 
 def predict(params, x):
@@ -45,14 +45,10 @@ def init(rng, channels=8, classes=10, dtype=np.float32):
 
 
 def load(seed=0, test_fraction=0.2, dtype=np.float32):
-    """The 1797 digits as (N, 1, 8, 8) images scaled to [0, 1], split into train and test."""
-    digits = load_digits()
-    x = (digits.images / 16.0).astype(dtype)[:, None]
-    y = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(len(y) * test_fraction)
-    test, train = order[:n_test], order[n_test:]
-    return (x[train], y[train]), (x[test], y[test])
+    """The digits and split of examples/digits.py, as (N, 1, 8, 8) images."""
+    x_train, y_train, x_test, y_test = load_rows(seed, test_fraction, dtype)
+    return ((x_train.reshape(-1, 1, 8, 8), y_train.astype(np.int64)),
+            (x_test.reshape(-1, 1, 8, 8), y_test.astype(np.int64)))
 
 
 def train(epochs=30, batch=32, lr=0.1, seed=0, verbose=True):

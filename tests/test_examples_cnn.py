@@ -2,12 +2,14 @@
 accuracy on the held-out 8x8 digits, with one compiled training step."""
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 
 pytest.importorskip("sklearn")
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "examples" / "digits_cnn.py"
+sys.path.insert(0, str(EXAMPLE.parent))         # the example imports examples/digits.py
 
 
 def _load():
