@@ -16,7 +16,6 @@ import scipy.special as sc
 
 from ..ir.dims import Dim, as_dim, cdiv, dmax
 from . import ops
-from .trace import in_trace
 from .trace_patch import TracePatch
 
 _ORIGINAL = {name: getattr(np, name) for name in ("arange", "zeros", "ones", "empty", "full", "eye")}
@@ -79,17 +78,8 @@ def _eye(N, M=None, k=0, dtype=float, **kw):
     return ops.astype(ops.ufunc("equal", rows, cols), dtype)
 
 
-def _this_thread(name, wrapper):
-    """The wrapper on the thread being traced; the original everywhere else (another thread
-    calling np.zeros while this one traces gets an array)."""
-    def call(*args, **kwargs):
-        return (wrapper if in_trace() else _ORIGINAL[name])(*args, **kwargs)
-    return call
-
-
-_WRAPPED = {name: _this_thread(name, fn) for name, fn in {
-    "arange": _arange, "zeros": _filled("zeros", 0), "ones": _filled("ones", 1),
-    "empty": _filled("empty", 0), "full": _full, "eye": _eye}.items()}
+_WRAPPED = {"arange": _arange, "zeros": _filled("zeros", 0), "ones": _filled("ones", 1),
+            "empty": _filled("empty", 0), "full": _full, "eye": _eye}
 
 
 def _scipy(name):

@@ -4,15 +4,15 @@ A traced function runs once; ``np.random.normal(...)`` there would draw its numb
 time and compile them in as constants, so every later call would repeat them. While a
 function is traced, NumPy's random functions (``np.random.rand``, ``normal``, ``shuffle``, ...)
 and constructors (``default_rng``, ``RandomState``, ``Generator``) raise `UnsupportedError`
-naming the call and pointing at `lumen.random`. The wrappers ask whether *this thread* is
-tracing, so other threads keep the originals' behaviour; nesting is counted.
+naming the call and pointing at `lumen.random`. Only on the thread that is tracing
+(`TracePatch`): other threads keep the originals' behaviour.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedError
-from .source import user_location
+from .source import at_user_line
 from .trace import in_trace
 from .trace_patch import TracePatch
 
@@ -31,22 +31,17 @@ _ORIGINAL = {name: getattr(np.random, name) for name in dir(np.random) if _guard
 
 
 def _refuse(name):
-    loc = user_location()
-    where = f" at {loc}" if loc else ""
     raise UnsupportedError(
-        f"np.random.{name}{where} is not supported inside a traced function: it would run once "
+        f"np.random.{name}{at_user_line()} is not supported inside a traced function: it would run once "
         "while tracing and its numbers would be compiled in as constants. Use lumen.random "
         "instead: pass a key (k = lumen.random.key(seed)) and call e.g. "
         "lumen.random.normal(k, shape); split it (lumen.random.split) for fresh numbers")
 
 
-def _function(name, original):
-    def guarded(*args, **kwargs):
-        if in_trace():
-            _refuse(name)
-        return original(*args, **kwargs)
-    guarded.__name__, guarded.__doc__, guarded.__wrapped__ = name, original.__doc__, original
-    return guarded
+def _function(name):
+    def refused(*args, **kwargs):
+        _refuse(name)
+    return refused
 
 
 class _GuardedClass(type):
@@ -69,7 +64,7 @@ def _class(name, original):
     return _GuardedClass(name, (), {"__wrapped__": original, "__doc__": original.__doc__})
 
 
-_GUARDED = {name: (_class if name in _CLASSES else _function)(name, fn)
+_GUARDED = {name: _class(name, fn) if name in _CLASSES else _function(name)
             for name, fn in _ORIGINAL.items()}
 
 

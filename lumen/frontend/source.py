@@ -22,3 +22,10 @@ def user_location() -> str | None:
             return f"{os.path.basename(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def at_user_line() -> str:
+    """`` at file.py:LINE`` of the user's line (`user_location`), or "" when there is none:
+    the suffix error messages name the line with."""
+    loc = user_location()
+    return f" at {loc}" if loc else ""

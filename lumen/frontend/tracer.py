@@ -9,14 +9,13 @@ import numpy as np
 
 from ..errors import TracingError, UnsupportedError
 from . import ops
-from .source import user_location
+from .source import at_user_line, user_location
 
 
 def _no_python_value(what):
-    loc = user_location()
-    where = f" at {loc}" if loc else ""
     return TracingError(
-        f"{what} of a traced array{where}: its value is only known when the compiled code runs. "
+        f"{what} of a traced array{at_user_line()}: its value is only known when the compiled "
+        "code runs. "
         "For data-dependent branches use lumen.cond(pred, true_fn, false_fn, ...) or np.where; "
         "for sizes use x.shape.")
 

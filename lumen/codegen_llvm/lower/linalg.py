@@ -164,14 +164,14 @@ def _product_function(ctx, dtype):
         return fn
     ft = f32 if dtype == np.float32 else f64
     blas_int = i64 if blas().int_bits == 64 else i32
-    p32, pf = blas_int.as_pointer(), ft.as_pointer()
+    pint, pf = blas_int.as_pointer(), ft.as_pointer()
     fn = ir.Function(ctx.module, ir.FunctionType(
         ir.VoidType(), [i8, i8, i64, i64, i64, ft, i8p, i64, i8p, i64, ft, i8p]), name)
     fn.linkage = "internal"
     gemm = ctx.function(f"lumen_{prefix}gemm", ir.VoidType(),
-                        [i8p, i8p, p32, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
+                        [i8p, i8p, pint, pint, pint, pf, i8p, pint, i8p, pint, pf, i8p, pint])
     gemv = ctx.function(f"lumen_{prefix}gemv", ir.VoidType(),
-                        [i8p, p32, p32, pf, i8p, p32, i8p, p32, pf, i8p, p32])
+                        [i8p, pint, pint, pf, i8p, pint, i8p, pint, pf, i8p, pint])
     ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
