@@ -88,3 +88,16 @@ def test_float32_sum_adds_in_float32_lanes():
     asm = f.lower(np.ones((8, 1000), np.float32)).asm().splitlines()
     assert not [line for line in asm if "vcvtps2pd" in line and ("%ymm" in line or "%zmm" in line)]
     assert [line for line in asm if "vaddps" in line and ("%ymm" in line or "%zmm" in line)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_around_its_branch_point_and_clamp(dtype):
+    """Dense around 0.55 (polynomial below, 1 - 2/(e^2x + 1) above) and where tanh reaches 1
+    (the argument is clamped there)."""
+    top = 10.0 if dtype == np.float32 else 22.0
+    x = np.concatenate([np.linspace(0.5, 0.6, 20001), np.linspace(top - 2, top + 1, 20001),
+                        np.geomspace(1e-30, 0.5, 20001)]).astype(dtype)
+    x = np.concatenate([x, -x])
+    expected = np.tanh(x.astype(np.float64)).astype(dtype)
+    got = lumen.jit(lambda v: np.tanh(v))(x)
+    assert _ulps(got, expected).max() <= 2

@@ -38,6 +38,7 @@ def take_function(ctx) -> ir.Function:
         return fn
     fn = ir.Function(ctx.module, ir.FunctionType(i8p, [i8p.as_pointer(), i64]), "lumen.buffer_take")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")     # called at every buffer site: once in the object code
     cell, nbytes = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     free = ctx.function("free", ir.VoidType(), [i8p])
@@ -52,7 +53,7 @@ def take_function(ctx) -> ir.Function:
     with b.if_then(b.icmp_unsigned("==", block, ir.Constant(i8p, None))):
         b.ret(block)
     b.store(nbytes, b.bitcast(block, i64.as_pointer()))
-    _advise_huge_pages(ctx, b, block, total)
+    advise_huge_pages(ctx, b, block, total)
     b.ret(b.gep(block, [ir.Constant(i64, HEADER)]))
     return fn
 
@@ -66,6 +67,7 @@ def keep_function(ctx) -> ir.Function:
     fn = ir.Function(ctx.module, ir.FunctionType(ir.VoidType(), [i8p.as_pointer(), i8p]),
                      "lumen.buffer_keep")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")
     cell, data = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     free = ctx.function("free", ir.VoidType(), [i8p])
@@ -85,7 +87,9 @@ def keep_function(ctx) -> ir.Function:
     return fn
 
 
-def _advise_huge_pages(ctx, b, block, nbytes):
+def advise_huge_pages(ctx, b, block, nbytes):
+    """Ask for transparent huge pages on the 2 MiB-aligned interior of a block of 4 MiB or
+    more (``ctx`` declares ``madvise``)."""
     with b.if_then(b.icmp_unsigned(">=", nbytes, ir.Constant(i64, HUGE_BUFFER))):
         addr = b.ptrtoint(block, i64)
         start = b.and_(b.add(addr, ir.Constant(i64, HUGE_PAGE - 1)), ir.Constant(i64, -HUGE_PAGE))

@@ -334,10 +334,12 @@ class Context:
         for k, s in enumerate(shape):
             b.store(s, b.gep(dims_buf, [self.i64(0), ir.Constant(i32, k)]))
         descr_fn = self.function("lumen_PyArray_DescrFromType", i8p, [i32])
-        empty_fn = self.function("lumen_PyArray_Empty", i8p, [i32, i64p, i8p, i32])
+        new_fn = self.function("lumen_result_array", i8p, [i32, i64p, i8p, i64])
         descr = b.call(descr_fn, [ir.Constant(i32, _NUMPY_TYPENUM[value.dtype.name])])
-        arr = b.call(empty_fn, [ir.Constant(i32, nd), b.bitcast(dims_buf, i64p), descr,
-                                ir.Constant(i32, 0)])
+        nbytes = self.i64(value.dtype.itemsize)
+        for s in shape:
+            nbytes = b.mul(nbytes, s)
+        arr = b.call(new_fn, [ir.Constant(i32, nd), b.bitcast(dims_buf, i64p), descr, nbytes])
         self.leave_if(b.icmp_unsigned("==", arr, ir.Constant(i8p, None)))
         slot = self.alloca(i8p, f"result{position}")
         self._alloca_builder.store(ir.Constant(i8p, None), slot)

@@ -22,14 +22,16 @@ import numpy as np
 
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
 _NUMPY_API = {"lumen_PyArray_Type": 2, "lumen_PyArray_DescrFromType": 45,
-              "lumen_PyArray_Empty": 184}
+              "lumen_PyArray_Empty": 184, "lumen_PyArray_NewFromDescr": 94,
+              "lumen_PyArray_SetBaseObject": 282}
 
 #: The BLAS routines generated code calls (as ``lumen_<name>``).
 BLAS = ("sgemm", "dgemm", "sgemv", "dgemv")
 
 _PYTHON_FUNCTIONS = ("PyErr_SetString", "PyErr_NoMemory", "PyErr_Occurred", "PyErr_Clear",
                      "Py_IncRef", "Py_DecRef", "PyTuple_New", "PyTuple_SetItem",
-                     "PyLong_AsLongLongAndOverflow", "PyLong_AsUnsignedLongLong")
+                     "PyLong_AsLongLongAndOverflow", "PyLong_AsUnsignedLongLong",
+                     "PyCapsule_New", "PyCapsule_GetPointer")
 #: Static objects whose addresses the entry compares arguments with or returns.
 _PYTHON_OBJECTS = ("PyFloat_Type", "PyLong_Type", "_Py_TrueStruct", "_Py_FalseStruct",
                    "_Py_NotImplementedStruct")
