@@ -79,29 +79,31 @@ def _horner(b, f, x, coeffs):
     return acc
 
 
-def _pow2(ctx, f, n):
-    """2**n for an integer-valued float n in [-bias+1, bias] (built from its bits)."""
+def _bits_pow2(ctx, f, k):
+    """2**k for an integer k in [-bias+1, bias] (built from its bits)."""
     b = ctx.builder
-    k = b.fptosi(n, f.int)
-    bits = b.shl(b.add(k, ir.Constant(f.int, f.bias)), ir.Constant(f.int, f.mant))
-    return b.bitcast(bits, f.ty)
+    return b.bitcast(b.shl(b.add(k, ir.Constant(f.int, f.bias)), ir.Constant(f.int, f.mant)), f.ty)
+
+
+def _pow2(ctx, f, n):
+    """2**n for an integer-valued float n in [-bias+1, bias]."""
+    return _bits_pow2(ctx, f, ctx.builder.fptosi(n, f.int))
+
+
+def _clamp(ctx, f, x, lo, hi):
+    """x limited to [lo, hi], NaN kept (each compare is false for NaN; one min / max each)."""
+    b = ctx.builder
+    x = b.select(b.fcmp_ordered(">", x, _c(f, hi)), _c(f, hi), x)
+    return b.select(b.fcmp_ordered("<", x, _c(f, lo)), _c(f, lo), x)
 
 
 def _reduce_exp(ctx, f, x):
-    """(n, r) with x = n*ln2 + r, |r| <= ln2/2, n clamped to a safe range."""
+    """(n, r) with x = n*ln2 + r, |r| <= ln2/2 (Cody-Waite, each step a fused multiply-add)."""
     b = ctx.builder
     n = _intr(ctx, "roundeven", b.fmul(x, _c(f, 1.0 / math.log(2.0))))
-    limit = float(2 * f.bias - 2)        # each half of the two-step scaling stays normal
-    n = _intr(ctx, "maxnum", _intr(ctx, "minnum", n, _c(f, limit)), _c(f, -limit))
-    r = b.fsub(b.fsub(x, b.fmul(n, _c(f, f.ln2_hi))), b.fmul(n, _c(f, f.ln2_lo)))
+    r = b.fsub(x, b.fmul(n, _c(f, f.ln2_hi), flags=_FMA), flags=_FMA)
+    r = b.fsub(r, b.fmul(n, _c(f, f.ln2_lo), flags=_FMA), flags=_FMA)
     return n, r
-
-
-def _scale(ctx, f, p, n):
-    """p * 2**n in two steps, so that n may reach subnormal and overflow ranges."""
-    b = ctx.builder
-    half = _intr(ctx, "trunc", b.fmul(n, _c(f, 0.5)))
-    return b.fmul(b.fmul(p, _pow2(ctx, f, half)), _pow2(ctx, f, b.fsub(n, half)))
 
 
 def _exp_poly(ctx, f, r):
@@ -109,12 +111,16 @@ def _exp_poly(ctx, f, r):
 
 
 def exp(ctx, x):
+    """x is clamped first to [underflow - 1, overflow + 1], where e^x is 0 and inf: then
+    p * 2^(k/2) * 2^(k - k/2) reaches 0, subnormals (rounded once, by the last product) and
+    inf by itself, and the halves of the scaling stay normal."""
     f = _fmt(x)
     b = ctx.builder
-    n, r = _reduce_exp(ctx, f, x)
-    y = _scale(ctx, f, _exp_poly(ctx, f, r), n)
-    y = b.select(b.fcmp_ordered(">", x, _c(f, f.overflow)), _c(f, math.inf), y)
-    return b.select(b.fcmp_ordered("<", x, _c(f, f.underflow)), _c(f, 0.0), y)
+    n, r = _reduce_exp(ctx, f, _clamp(ctx, f, x, math.floor(f.underflow), math.ceil(f.overflow)))
+    k = b.fptosi(n, f.int)
+    half = b.ashr(k, ir.Constant(f.int, 1))
+    p = b.fmul(_exp_poly(ctx, f, r), _bits_pow2(ctx, f, half))
+    return b.fmul(p, _bits_pow2(ctx, f, b.sub(k, half)))
 
 
 def expm1(ctx, x):
