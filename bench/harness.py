@@ -442,13 +442,21 @@ def compile_lumen() -> None:
                    capture_output=True, check=False)
 
 
+def _one_cpu() -> None:
+    """Run a 1-thread child on one CPU. The environment variables size each library's own
+    pools, but not all of them: jax's XLA runtime still ran a W3 step on two threads with
+    XLA_FLAGS set (17 ms of CPU time per 9.3 ms step); on one CPU it took 12.5 ms."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
 def spawn(spec: dict, timeout: float) -> dict:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, "-m", "bench", "--child", json.dumps(spec)]
     env = dict(thread_env(spec["threads"]), **cache_env(spec["cache_dir"]))
     try:
-        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+                           preexec_fn=_one_cpu if spec["threads"] == 1 else None)
     except subprocess.TimeoutExpired:
         return dict(spec, status="timeout", label=spec["impl"], error=f"no result after {timeout:.0f} s")
     for line in reversed(p.stdout.splitlines()):
@@ -572,7 +580,8 @@ def header(args, thread_counts, vers, mach, load_start, records) -> str:
     lines.append(f"- thread counts: {', '.join(map(str, thread_counts))} — set in each child through "
                  "LUMEN_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS, "
                  "torch.set_num_threads; for 1 thread also XLA_FLAGS=\"--xla_cpu_multi_thread_eigen=false "
-                 "intra_op_parallelism_threads=1\"")
+                 "intra_op_parallelism_threads=1\", and each 1-thread child runs pinned to one CPU "
+                 "(sched_setaffinity: jax's runtime uses a second thread the flags do not stop)")
     was = [f"{v}={os.environ[v]}" for v in UNSET_IN_CHILDREN if v in os.environ]
     lines.append(f"- {' and '.join(UNSET_IN_CHILDREN)} are unset in every child, for every implementation alike"
                  + (f" (this shell had {', '.join(was)})" if was else " (this shell had neither)"))
