@@ -936,3 +936,20 @@ def test_more_functions_errors():
         lumen.jit(lambda x: np.repeat(x, np.array([1, 2, 1, 1])))(X)
     with pytest.raises(lumen.UnsupportedError):
         lumen.jit(lambda x: np.linalg.norm(x[0], 2))(X)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_matmul_few_rows_times_a_large_transposed_matrix(dtype):
+    """A @ B.T with m < n, n >= 256 and k >= 64 is computed in column-major order into a
+    scratch block and transposed into place (linalg._transposed_product); on each side of the
+    size limits, batched, scaled (alpha) and with a transposed A (which keeps BLAS's order)."""
+    from lumen.codegen_llvm.lower.linalg import SWAP_MIN_K, SWAP_MIN_N
+    f = lumen.jit(lambda a, w: (a @ w.T, 0.5 * (a @ w.T), a.T.T @ w[:3].T[:, :2]))
+    for m, n, k in ((2, SWAP_MIN_N, SWAP_MIN_K), (17, 300, 100), (2, SWAP_MIN_N - 1, 100),
+                    (5, 300, SWAP_MIN_K - 1), (300, 300, 80), (299, 300, 80)):
+        a, w = sample((m, k), dtype, m), sample((n, k), dtype, n)
+        compare(f(a, w), (a @ w.T, 0.5 * (a @ w.T), a @ w[:3].T[:, :2]))
+    batched = lumen.jit(lambda a, w: a @ w.mT)
+    a, w = sample((3, 4, 70), dtype, 1), sample((3, 260, 70), dtype, 2)
+    compare(batched(a, w), a @ w.mT)
+    assert "ti.body" in batched.lower(a, w).llvm_ir()      # the transposing copy is emitted
