@@ -164,24 +164,32 @@ def register_openmp() -> None:
 
 
 #: How long libgomp's idle threads spin before sleeping, unless the user says otherwise
-#: (GOMP_SPINCOUNT / OMP_WAIT_POLICY). libgomp's default (300 000 spins, ~0.1-1 ms) keeps a
-#: core busy after every parallel loop, which starves OpenBLAS's threads between two loops:
-#: an MLP step with 2 threads ran 6x slower (5.3 ms against 0.74 ms with 1 000 spins, which
-#: still wake as fast for back-to-back loops).
-GOMP_SPINCOUNT = "1000"
+#: (GOMP_SPINCOUNT / OMP_WAIT_POLICY): not at all. A spinning team keeps a core busy after
+#: every parallel loop and starves OpenBLAS's threads between two loops: with libgomp's
+#: default (300 000 spins) an MLP step on 2 threads ran 6x slower (5.3 ms against 0.74 ms),
+#: and against 1 000 spins sleeping at once measured 6.8-7.0 vs 7.3-8.6 ms (W3 784-1000^3-10
+#: at batch 60) and 1.64-1.68 vs 1.76-2.36 ms (W5 BiLSTM-CRF), three runs each, 2 cores.
+GOMP_SPINCOUNT = "0"
 
 
 def _load_libgomp() -> bool:
     """Load libgomp by its usual soname (dlopen's own search: a warm start does not pay the
-    ~1 ms subprocess of ctypes.util.find_library), else wherever find_library finds it. Its
-    settings are read from the environment when it loads: the spin count is set first."""
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
-    if _load_library("libgomp.so.1"):
-        return True
-    import ctypes.util      # imports subprocess: only when needed
-    path = ctypes.util.find_library("gomp")
-    return bool(path) and _load_library(path)
+    ~1 ms subprocess of ctypes.util.find_library), else wherever find_library finds it. It
+    reads its settings from the environment when it loads: the spin count is set for that
+    moment only, so that another OpenMP runtime loaded later (torch bundles its own) keeps
+    its defaults."""
+    ours = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+    if ours:
+        os.environ["GOMP_SPINCOUNT"] = GOMP_SPINCOUNT
+    try:
+        if _load_library("libgomp.so.1"):
+            return True
+        import ctypes.util      # imports subprocess: only when needed
+        path = ctypes.util.find_library("gomp")
+        return bool(path) and _load_library(path)
+    finally:
+        if ours:
+            del os.environ["GOMP_SPINCOUNT"]
 
 
 def _load_library(path) -> bool:
