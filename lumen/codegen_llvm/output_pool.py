@@ -9,14 +9,11 @@ already mapped. At most `SLOTS` blocks wait in the pool; a block taken serves a 
 between half and all of its capacity. Smaller results come from ``PyArray_Empty`` as before.
 
 The functions are compiled once per process into a module that is never unloaded (a capsule
-may outlive every compiled function) and are called by name, ``lumen_result_array``, so the
-object code of compiled functions stays free of addresses.
+may outlive every compiled function; `symbols.compile_for_good`) and are called by name,
+``lumen_result_array``, so the object code of compiled functions stays free of addresses.
 """
 from __future__ import annotations
 
-import functools
-
-import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from .buffer_cache import HEADER, KEEP_MAX, KEEP_MIN, advise_huge_pages
@@ -25,7 +22,7 @@ from .llvmtypes import i8p, i32, i64, i64p
 SLOTS = 4
 #: NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE
 _CARRAY = 0x0001 | 0x0100 | 0x0400
-_NAME = "lumen_result_array"
+NAME = "lumen_result_array"
 
 
 class _Declarations:
@@ -106,7 +103,7 @@ def _result_array(ext, take, give_back, release):
     """``PyObject* lumen_result_array(i32 nd, i64* dims, PyArray_Descr* descr, i64 nbytes)``: a
     new C-contiguous array (``descr``'s reference is stolen, as by ``PyArray_Empty``); null
     with a Python exception set on failure."""
-    fn = ir.Function(ext.module, ir.FunctionType(i8p, [i32, i64p, i8p, i64]), _NAME)
+    fn = ir.Function(ext.module, ir.FunctionType(i8p, [i32, i64p, i8p, i64]), NAME)
     nd, dims, descr, nbytes = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     outside = b.or_(b.icmp_unsigned("<", nbytes, _const(KEEP_MIN)),
@@ -151,14 +148,3 @@ def module_ir(triple: str) -> str:
     give_back = _give_back(ext, slots)
     _result_array(ext, _take(ext, slots), give_back, _release(ext, slots))
     return str(module)
-
-
-@functools.cache
-def load():
-    """Compile the pool once for this process and make ``lumen_result_array`` visible to the
-    object code loaded after; the cache holds the module for good (a capsule may call into
-    it at any time)."""
-    from .target import LoadedModule, compile_object, triple
-    loaded = LoadedModule(compile_object(module_ir(triple())), result_pool=False)
-    llvm.add_symbol(_NAME, loaded.address(_NAME))
-    return loaded

@@ -20,6 +20,8 @@ from importlib.machinery import ExtensionFileLoader, PathFinder
 import llvmlite.binding as llvm
 import numpy as np
 
+from . import output_pool
+
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
 _NUMPY_API = {"lumen_PyArray_Type": 2, "lumen_PyArray_DescrFromType": 45,
               "lumen_PyArray_Empty": 184, "lumen_PyArray_NewFromDescr": 94,
@@ -125,6 +127,22 @@ def register_symbols() -> None:
     for name, address in blas().addresses.items():
         llvm.add_symbol(f"lumen_{name}", address)
     register_openmp()
+    pool = compile_for_good(output_pool.module_ir(llvm.get_process_triple()))  # needs the above
+    llvm.add_symbol(output_pool.NAME, pool.get_function_address(output_pool.NAME))
+
+
+_runtime_engines = []       # runtime support compiled here, kept while the process lives
+
+
+def compile_for_good(module_ir: str):
+    """An engine for runtime support code that generated code calls by name (the result pool,
+    the serial OpenMP stand-ins), never unloaded: an array's capsule may call into it after
+    every compiled function is gone."""
+    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(module_ir), machine)
+    engine.finalize_object()
+    _runtime_engines.append(engine)
+    return engine
 
 
 # -- The OpenMP runtime, for parallel loops (parallel.py) -------------------------------------
@@ -140,7 +158,6 @@ _OPENMP = {"lumen_GOMP_parallel": "GOMP_parallel",
            "lumen_omp_get_num_threads": "omp_get_num_threads"}
 _openmp_loaded = False
 _requested_threads = None   # set_num_threads's, which the environment does not override
-_serial_engine = None       # holds the serial stand-ins' code while the process lives
 
 
 def register_openmp() -> None:
@@ -227,7 +244,6 @@ def set_num_threads(n: int) -> int:
 def _serial_openmp() -> dict:
     """Addresses of a GOMP_parallel that runs the region once on the calling thread and of
     omp_get_thread_num / omp_get_num_threads answering 0 and 1, compiled here."""
-    global _serial_engine
     from llvmlite import ir
     void, i8p, i32 = ir.VoidType(), ir.IntType(8).as_pointer(), ir.IntType(32)
     module = ir.Module("serial_openmp")
@@ -239,9 +255,7 @@ def _serial_openmp() -> dict:
     for name, value in (("serial_thread_num", 0), ("serial_num_threads", 1)):
         fn = ir.Function(module, ir.FunctionType(i32, []), name)
         ir.IRBuilder(fn.append_basic_block()).ret(ir.Constant(i32, value))
-    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine()
-    _serial_engine = llvm.create_mcjit_compiler(llvm.parse_assembly(str(module)), machine)
-    _serial_engine.finalize_object()
+    engine = compile_for_good(str(module))
     stand_ins = ("serial_parallel", "serial_thread_num", "serial_num_threads")
-    return {name: _serial_engine.get_function_address(stand_in)
+    return {name: engine.get_function_address(stand_in)
             for name, stand_in in zip(_OPENMP, stand_ins)}

@@ -87,10 +87,7 @@ class LoadedModule:
     """Object code linked into memory (external names resolve through `symbols`); keeps its
     engine alive as long as the functions are used."""
 
-    def __init__(self, object_code: bytes, result_pool: bool = True):
-        if result_pool:                 # the code may call lumen_result_array
-            from .output_pool import load
-            load()
+    def __init__(self, object_code: bytes):
         with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))

@@ -5,10 +5,9 @@ inline, branch-free (selects only), from arithmetic, bit casts and the llvm.roun
 fabs / copysign intrinsics, so the loop vectoriser widens them. Each is within a few ulp of
 the correctly rounded result over the full range, with inf, NaN, -0.0 and subnormals handled.
 Algorithms: Cody-Waite reduction with a minimax polynomial for exp (scaled by 2^n in two steps
-so results may be subnormal); fdlibm's log polynomial; Kahan's log1p; tanh as
-1 - 2/(e^2|x| + 1) with a minimax polynomial near 0. The minimax
-coefficients were fitted for relative error (linear programming on 2,500 Chebyshev points,
-references in 40-digit arithmetic).
+so results may be subnormal); fdlibm's log polynomial; Kahan's log1p; tanh as 1 - 2/(e^2|x| + 1)
+with a minimax polynomial near 0. The minimax coefficients were fitted for relative error
+(linear programming on 2,500 Chebyshev points, references in 40-digit arithmetic).
 """
 from __future__ import annotations
 
