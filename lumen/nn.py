@@ -32,8 +32,12 @@ def relu(x):
 
 
 def _shift(x, axis):
+    """The maximum along ``axis`` (0 where it is not finite), with no derivative: the shift
+    cancels out of every formula it stabilises, so differentiating it would only add
+    kernels whose contributions sum to zero (as ``jax.nn.logsumexp``)."""
+    from .frontend.transforms import stop_gradient
     m = np.max(x, axis=axis, keepdims=True)
-    return np.where(np.isfinite(m), m, 0)
+    return stop_gradient(np.where(np.isfinite(m), m, 0))
 
 
 def logsumexp(x, axis=None, keepdims=False):

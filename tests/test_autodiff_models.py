@@ -97,6 +97,22 @@ def test_nn_crossentropy_gradient():
     np.testing.assert_allclose(g, expected / 5, rtol=1e-12, atol=1e-15)
 
 
+def test_nn_shift_has_no_derivative():
+    """The max shift of logsumexp / softmax cancels out of their values, so its derivative is
+    not taken: the optimised gradient of crossentropy has no max-tie mask (``equal``) and
+    computes the same numbers, ties included; Hessians still match finite differences."""
+    logits = np.array([[1.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.5, 0.5], [4.0, -1.0, 2.0, 0.0]])
+    labels = np.array([1, 3, 0])
+    f = lumen.jit(lumen.grad(lumen.nn.crossentropy))
+    assert " equal(" not in f.lower(logits, labels).optimized_ir()
+    expected = sc.softmax(logits, axis=1)
+    expected[np.arange(3), labels] -= 1
+    np.testing.assert_allclose(f(logits, labels), expected / 3, rtol=1e-12, atol=1e-15)
+    for name in ("logsumexp", "softmax"):
+        fn = getattr(lumen.nn, name)
+        lumen.check_grad(lumen.grad(lambda x, fn=fn: np.sum(fn(x, axis=1) ** 2)), (logits,))
+
+
 def test_nn_crossentropy_gradient_with_extreme_logits():
     """Logits 1000 apart: the gradient is still softmax - onehot, with no NaN."""
     logits = np.array([[1000.0, 0.0, -1000.0], [0.0, 2000.0, 1.0]])

@@ -953,3 +953,28 @@ def test_matmul_few_rows_times_a_large_transposed_matrix(dtype):
     a, w = sample((3, 4, 70), dtype, 1), sample((3, 260, 70), dtype, 2)
     compare(batched(a, w), a @ w.mT)
     assert "ti.body" in batched.lower(a, w).llvm_ir()      # the transposing copy is emitted
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int16", "float32", "float64", "uint64"])
+def test_strided_copies_share_one_function(dtype):
+    """Every strided copy of a rank and element size calls one function of the module (a
+    reshaped transpose, a reversed slice, a broadcast bias into a gemm's result); contiguous
+    copies are one memmove. The numbers are NumPy's for each dtype."""
+    import re
+    f = lumen.jit(lambda x, v: (np.reshape(x.T, -1), np.reshape(x[::-1, ::2], -1),
+                                np.reshape(x[::-1], -1), np.reshape(v[::-1], -1),
+                                x))
+    x, v = sample((7, 6), dtype), sample((9,), dtype, 1)
+    compare(f(x, v), (np.reshape(x.T, -1), np.reshape(x[::-1, ::2], -1),
+                      np.reshape(x[::-1], -1), np.reshape(v[::-1], -1), x))
+    ir = f.lower(x, v).llvm_ir()
+    assert "llvm.memmove" in ir                 # the result that is x: a contiguous copy
+    size = np.dtype(dtype).itemsize
+    assert len(re.findall(rf'define internal void @"lumen\.copy\.2d\.{size}\.', ir)) == 1
+    assert len(re.findall(rf'call void @"lumen\.copy\.2d\.{size}\.', ir)) >= 3
+    assert len(re.findall(rf'define internal void @"lumen\.copy\.1d\.{size}\.', ir)) == 1
+    if dtype.startswith("float"):
+        b = sample((6,), dtype, 2)
+        gemm = lumen.jit(lambda x, w, b: (x @ w + b, x[::2] @ w[::-1] + b))
+        w = sample((6, 5), dtype, 3)[:, :5]
+        compare(gemm(x, w[:6], b[:5]), (x @ w + b[:5], x[::2] @ w[::-1] + b[:5]))
