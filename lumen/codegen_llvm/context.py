@@ -308,18 +308,14 @@ class Context:
         self._frames.append(_Frame(preheader))
 
     def pop_frame(self):
-        b = self.builder
         for slot in self._frames.pop().slots:
             self._release(slot)
-            b.store(ir.Constant(i8p, None), slot)
 
     def _release(self, slot):
-        """Free the buffer in ``slot`` (a kept-size one goes back to its cell)."""
-        b = self.builder
-        if slot in self._kept:
-            b.call(buffer_cache.keep_function(self), [self._kept[slot], b.load(slot)])
-        else:
-            b.call(self.function("free", ir.VoidType(), [i8p]), [b.load(slot)])
+        """Free the buffer in ``slot`` and clear the slot (a kept-size one goes back to its
+        cell)."""
+        cell = self._kept.get(slot, ir.Constant(i8p.as_pointer(), None))
+        self.builder.call(buffer_cache.release_function(self), [slot, cell])
 
     def in_frame(self, arr) -> bool:
         """Whether ``arr`` lives in a buffer of the innermost frame."""
@@ -500,9 +496,9 @@ class Context:
         succeeded = self.fn.append_basic_block("succeeded")
         b.cbranch(b.icmp_signed("==", b.load(self.status), ir.Constant(i32, 0)), succeeded, failed)
         b.position_at_end(failed)
-        decref = self.function("Py_DecRef", ir.VoidType(), [i8p])
+        drop = self._drop_function()
         for slot in results:
-            b.call(decref, [b.load(slot)])          # Py_XDECREF: null before it was made
+            b.call(drop, [slot])
         b.ret(ir.Constant(i8p, None))
         b.position_at_end(succeeded)
         if n_outputs == 1:
@@ -516,6 +512,19 @@ class Context:
         for k, slot in enumerate(results):
             b.call(set_item, [result, self.i64(k), b.load(slot)])    # steals the reference
         b.ret(result)
+
+    def _drop_function(self):
+        """``void drop(i8** slot)``: Py_XDECREF of the result array in ``slot`` (null before it
+        was made). Taking the slot's address keeps the result slots in memory, as the buffer
+        slots (`buffer_cache.release_function`): no phi per slot over every way out."""
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [i8p.as_pointer()]),
+                         "lumen.result_drop")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b.call(self.function("Py_DecRef", ir.VoidType(), [i8p]), [b.load(fn.args[0])])
+        b.ret_void()
+        return fn
 
     @contextlib.contextmanager
     def function_body(self, fn):
