@@ -497,3 +497,30 @@ def test_tracing_error_for_python_control_flow():
         return -x
     with pytest.raises(lumen.TracingError, match=r"test_jit_api\.py:\d+"):
         lumen.jit(fn)(rand(3))
+
+
+def test_garbage_collector_paused_while_compiling():
+    """Tracing and compiling run with the cyclic collector paused (nested compiles too); it
+    runs again afterwards, and stays off if the user had turned it off."""
+    import gc
+    seen = []
+
+    @lumen.jit
+    def inner(x):
+        seen.append(("inner", gc.isenabled()))
+        return x * 2
+
+    @lumen.jit
+    def outer(x):
+        seen.append(("outer", gc.isenabled()))
+        return inner(x) + 1
+
+    assert gc.isenabled()
+    np.testing.assert_array_equal(outer(np.arange(3.0)), np.arange(3.0) * 2 + 1)
+    assert seen and all(not enabled for _, enabled in seen) and gc.isenabled()
+    gc.disable()
+    try:
+        lumen.jit(lambda x: x - 1)(np.arange(3.0))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

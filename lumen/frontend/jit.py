@@ -14,6 +14,7 @@ from ..ir.types import SUPPORTED_DTYPES, TensorType
 from ..ir.verify import verify
 from . import pytree
 from .creation import symbolic_constructors
+from .gc_pause import gc_paused
 from .numpy_random_guard import numpy_random_refused
 from .trace import Trace, to_value
 from .tracer import Tracer
@@ -144,8 +145,9 @@ class Jitted:
             if entry is not None:
                 return entry
             from .compile import compile_graph
-            graph, out_tree = self._trace(arrays, dynamic, statics)
-            entry = compile_graph(graph, out_tree, self.options)
+            with gc_paused():
+                graph, out_tree = self._trace(arrays, dynamic, statics)
+                entry = compile_graph(graph, out_tree, self.options)
             self._cache.setdefault(key, []).append(entry)
             self._stats["disk_hits" if entry.from_disk else "compiles"] += 1
             if self._fast_path(key, entry):
