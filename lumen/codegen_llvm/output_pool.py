@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
-from .buffer_cache import HEADER, KEEP_MAX, KEEP_MIN, advise_huge_pages
+from .buffer_cache import HEADER, KEEP_MAX, advise_huge_pages
 from .llvmtypes import i8p, i32, i64, i64p
 
 SLOTS = 4
+#: Results from this size on come from the pool (smaller ones would take its few slots from
+#: the large results it is for).
+POOL_MIN = 1 << 20
 #: NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE
 _CARRAY = 0x0001 | 0x0100 | 0x0400
 NAME = "lumen_result_array"
@@ -106,7 +109,7 @@ def _result_array(ext, take, give_back, release):
     fn = ir.Function(ext.module, ir.FunctionType(i8p, [i32, i64p, i8p, i64]), NAME)
     nd, dims, descr, nbytes = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    outside = b.or_(b.icmp_unsigned("<", nbytes, _const(KEEP_MIN)),
+    outside = b.or_(b.icmp_unsigned("<", nbytes, _const(POOL_MIN)),
                     b.icmp_unsigned(">", nbytes, _const(KEEP_MAX)))
     with b.if_then(outside):
         empty = ext.function("lumen_PyArray_Empty", i8p, [i32, i64p, i8p, i32])
