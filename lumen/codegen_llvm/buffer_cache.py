@@ -1,4 +1,4 @@
-"""Large work buffers kept from one call of a compiled function to the next.
+"""Work buffers kept from one call of a compiled function to the next.
 
 A fresh multi-megabyte buffer costs a page fault per 4 KiB on first touch, every call (a
 fifth of an RNN gradient's time at H = 1000). Smaller ones can too: glibc returns the top of
