@@ -90,7 +90,7 @@ def nest(ctx, space_vals, operands, body, order, level, offsets, indices, ranges
 def copy(ctx, src: Arr, dst: Arr, convert=None):
     """dst[...] = src (broadcast to dst's shape), converting each element with ``convert``.
     A strided copy without conversion is a call to one function per rank and element size
-    (`_strided_copy_function`); the others are loops here."""
+    (`strided_copy_function`); the others are loops here."""
     space = list(dst.dims)
     ops = [align(ctx, dst, space), align(ctx, src, space)]
     if convert is None and space and all(op.dense for op in ops):
@@ -100,7 +100,7 @@ def copy(ctx, src: Arr, dst: Arr, convert=None):
         b.call(move, [dst.data, src.data, size, ir.Constant(i1, 0)])
         return
     if convert is None and space and not all(op.dense or is_broadcast_scalar(op) for op in ops):
-        fn = _strided_copy_function(ctx, len(space), dst.dtype)
+        fn = strided_copy_function(ctx, len(space), dst.dtype)
         ctx.builder.call(fn, [dst.data, src.data, *dst.shape, *ops[0].strides, *ops[1].strides])
         return
 
@@ -110,11 +110,11 @@ def copy(ctx, src: Arr, dst: Arr, convert=None):
     for_each(ctx, dst.shape, ops, body)
 
 
-def _strided_copy_function(ctx, ndim, dtype):
+def strided_copy_function(ctx, ndim, dtype):
     """``void copy(i8 *dst, i8 *src, i64 shape[ndim], i64 dst_strides[ndim],
     i64 src_strides[ndim])``, emitted once per module for each rank and element size: every
     strided copy (gemm operands BLAS cannot read, a bias broadcast into a gemm's result,
-    transposes, scan carries) calls it. Inlined, each copy was a loop nest LLVM vectorised
+    transposes, scan carries, the transposing copy of `linalg._transposed_product`) calls it. Inlined, each copy was a loop nest LLVM vectorised
     on its own: a third of the compile time of an MLP training step. The elements move as
     integers of their size, so one function serves every dtype of that size."""
     name = f"lumen.copy.{ndim}d.{dtype.itemsize}.{dtype.alignment}"
@@ -135,8 +135,7 @@ def _strided_copy_function(ctx, ndim, dtype):
         to, frm = (b.bitcast(b.gep(p, [off]), element) for p, off in zip((dst, src), offsets))
         b.store(b.load(frm, align=dtype.alignment), to, align=dtype.alignment)
     with ctx.function_body(fn):
-        operands = [Operand(Arr(p, shape, strides, dtype, (), False), strides, False)
-                    for p, strides in ((dst, dst_strides), (src, src_strides))]
+        operands = [Operand(None, strides, False) for strides in (dst_strides, src_strides)]
         nest(ctx, shape, operands, body, list(range(ndim)), 0, [ctx.i64(0)] * 2, {})
         ctx.builder.ret_void()
     return fn
