@@ -21,7 +21,7 @@ import threading
 import llvmlite.binding as llvm
 import numpy as np
 
-from lumen.codegen_llvm.target import LoadedModule, compile_object
+from lumen.codegen_llvm.target import LoadedModule, compile_objects
 
 WARP, MAX_BLOCK, MAX_GRID = 32, 64, 2
 _TIMEOUT = 60.0
@@ -88,7 +88,7 @@ class EmulatedModule:
     callable launched as a CuPy RawKernel is: ``f(grid, block, args)``."""
 
     def __init__(self, nvvm_ir: str):
-        self.loaded = LoadedModule(compile_object(host_ir(nvvm_ir)))
+        self.loaded = LoadedModule(compile_objects(host_ir(nvvm_ir)))
         self.synchronising = _synchronising(nvvm_ir)
 
     def get_function(self, name):

@@ -1,6 +1,7 @@
 """The on-disk kernel cache (SPEC §6): round trips between processes, the key, corruption,
 atomic and concurrent writes, unusable directories, the size cap, precompile and threads."""
 import glob
+import json
 import multiprocessing
 import os
 import subprocess
@@ -212,6 +213,19 @@ def test_a_damaged_entry_is_reported_once_removed_and_rebuilt(cache_dir, damage,
     assert lumen.jit(model)(X, W) is not None
 
 
+@pytest.mark.parametrize("sizes", [[], [300, 300], [700, 0], [350.0, 350]])
+def test_object_sizes_that_do_not_cut_the_file_are_corrupt(cache_dir, sizes):
+    key = "a" * 64
+    disk_cache.store(key, [bytes(300), bytes(400)])
+    meta_path = cache_dir / (key + ".json")
+    meta = json.loads(meta_path.read_text())
+    meta["object_sizes"] = sizes
+    meta["checksum"] = disk_cache._checksum(meta)                  # a consistent lie
+    meta_path.write_bytes(disk_cache._canonical(meta))
+    with pytest.raises(disk_cache.CorruptEntry, match="object sizes"):
+        disk_cache.check_entry(str(cache_dir), key)
+
+
 def test_verify_finds_every_bad_entry_and_keeps_the_good_ones(cache_dir):
     lumen.jit(model)(X, W)
     lumen.jit(model)(X.astype(np.float32), W.astype(np.float32))
@@ -346,11 +360,11 @@ def test_the_size_cap_evicts_the_least_recently_used(cache_dir, monkeypatch):
     monkeypatch.setenv("LUMEN_CACHE_MAX_MB", str(2.5 * 1000 / 2**20))   # room for two entries
     keys = [f"{k:064x}" for k in range(4)]
     for i, key in enumerate(keys[:3]):
-        disk_cache.store(key, bytes(700))
+        disk_cache.store(key, [bytes(300), bytes(400)])
         os.utime(cache_dir / (key + ".json"), (1000 + i, 1000 + i))
     assert sorted(disk_cache.entries(str(cache_dir))) == keys[1:3]     # 0 went first
-    assert disk_cache.load(keys[1]) == bytes(700)                       # a hit: now the newest
-    disk_cache.store(keys[3], bytes(700))
+    assert disk_cache.load(keys[1]) == [bytes(300), bytes(400)]         # a hit: now the newest
+    disk_cache.store(keys[3], [bytes(700)])
     assert sorted(disk_cache.entries(str(cache_dir))) == [keys[1], keys[3]]
 
 

@@ -38,6 +38,8 @@ EXPENSIVE_OP = 8
 CHUNK_WORK, MAX_CHUNKS = THRESHOLD // 16, 64
 
 _REGION = ir.FunctionType(ir.VoidType(), [i8p])
+#: The name every region's function starts with (`module_split` moves them between modules).
+REGION_NAME = "lumen_region"
 
 
 def element_cost(body) -> int:
@@ -64,7 +66,7 @@ def parallel_range(ctx, n, emit, work=None):
     if work is None:
         emit(ctx.i64(0), n)
         return
-    fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name("lumen_region"))
+    fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name(REGION_NAME))
     fn.linkage = "internal"
     shared_errcode, n_flags = ctx.errcode, len(ctx.pending_errors)
     with ctx.function_body(fn):

@@ -1,16 +1,22 @@
 """The host target: llvmlite initialisation, the target machine (host CPU name and features,
 -O2 plus vectorisers), optimisation, object code, and loading object code into an MCJIT engine.
 
-Every compiled program goes through object code (`compile_object`) and is loaded from it
-(`LoadedModule`), whether it was just compiled or read back from the disk cache: one path, and
-the bytes cached are exactly the bytes that ran."""
+Every compiled program goes through object code (`compile_objects`: one object per part of the
+module, compiled at once) and is loaded from it (`LoadedModule`), whether it was just compiled
+or read back from the disk cache: one path, and the bytes cached are exactly the bytes that ran."""
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import llvmlite
 import llvmlite.binding as llvm
+from llvmlite.binding import ffi
+
+from .module_split import split
 
 #: One lock for LLVM's global context: CPU and GPU (codegen_ptx) compiles alike.
 LLVM_LOCK = threading.Lock()
@@ -26,11 +32,15 @@ def _initialise():
 
 
 def _new_target_machine():
+    """Static relocations (absolute addresses the loader fills in): position-independent code
+    of the large code model reaches its constants through GOT-relative offsets, which
+    RuntimeDyld computes against the first loaded object's GOT, so every later part of a
+    program (`compile_objects`) read its constants from the wrong place."""
     _initialise()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                         features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, reloc="pic", codemodel="jitdefault")
+                                        opt=3, reloc="static", codemodel="jitdefault")
 
 
 @functools.cache
@@ -55,42 +65,108 @@ def identity() -> dict:
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
+def _pipeline(tm):
+    """-> (pass builder, module pass manager) of the optimisation pipeline.
+
+    -O2 with the vectorisers and interleaving but no unrolling: the kernels run as fast as at
+    -O3 (they unroll themselves where it pays: blocked reductions), and compiling takes a fifth
+    less (measured on the MLP and LSTM-CRF training steps)."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=2)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_interleaving = True
+    pto.loop_unrolling = False
+    pb = llvm.create_pass_builder(tm, pto)
+    return pb, pb.getModulePassManager()
+
+
 def optimise(llvm_ir: str):
-    """Parse, verify and optimise a module -> `llvmlite.binding.ModuleRef`."""
+    """Parse, verify and optimise a module in LLVM's global context -> `ModuleRef` (for
+    reading the optimised IR and assembly; `compile_objects` compiles)."""
     tm = target_machine()
     with LLVM_LOCK:
         module = llvm.parse_assembly(llvm_ir)
         module.triple = tm.triple
         module.data_layout = str(tm.target_data)
         module.verify()
-        # -O2 with the vectorisers and interleaving but no unrolling: the kernels run as fast
-        # as at -O3 (they unroll themselves where it pays: blocked reductions), and compiling
-        # takes a fifth less (measured on the MLP and LSTM-CRF training steps)
-        pto = llvm.create_pipeline_tuning_options(speed_level=2)
-        pto.loop_vectorization = True
-        pto.slp_vectorization = True
-        pto.loop_interleaving = True
-        pto.loop_unrolling = False
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(module, pb)
+        pb, mpm = _pipeline(tm)
+        mpm.run(module, pb)
     return module
 
 
-def compile_object(llvm_ir: str) -> bytes:
-    """Optimise a module and emit its relocatable object code for the host."""
-    module = optimise(llvm_ir)
-    with LLVM_LOCK:
-        return target_machine().emit_object(module)
+def compile_objects(llvm_ir: str) -> list[bytes]:
+    """Optimise a module and emit its relocatable object code for the host: one object per
+    part of `module_split.split`, the parts compiled at once on as many cores as this process
+    may use (a program's compile time is mostly LLVM's, which runs per part)."""
+    _initialise()
+    parts = split(llvm_ir)
+    workers = min(len(parts), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count() or 1)
+    if workers == 1:
+        return [_compile_part(part.text) for part in parts]
+    with ThreadPoolExecutor(workers, thread_name_prefix="lumen-compile") as pool:
+        futures = {i: pool.submit(_compile_part, parts[i].text)        # longest first
+                   for i in sorted(range(len(parts)), key=lambda i: -parts[i].work)}
+        return [futures[i].result() for i in range(len(parts))]
+
+
+def _unlocked_library():
+    """llvmlite's library without its lock where llvmlite exposes it, else with it."""
+    try:
+        return ffi.lib._lib
+    except AttributeError:
+        return ffi.lib
+
+
+def _compile_part(llvm_ir: str) -> bytes:
+    """One module to object code, in an LLVM context, target machine and pass builder of its
+    own, so that several run at once.
+
+    llvmlite holds one process-wide lock around every call into LLVM, because its modules share
+    LLVM's global context. Nothing here is shared with another thread (distinct contexts may be
+    used concurrently: LLVM's rule), so the long calls (parse, verify, optimise, emit) go to
+    llvmlite's library directly, and ctypes releases the GIL while they run; the short ones
+    (creating and disposing of the objects) still take the lock."""
+    lib = _unlocked_library()
+    tm = _new_target_machine()
+    context = llvm.create_context()
+    with ffi.OutputString() as error:
+        module = llvm.ModuleRef(lib.LLVMPY_ParseAssembly(
+            context, ctypes.c_char_p(llvm_ir.encode()), error), context)
+        if error:
+            module.close()
+            raise RuntimeError(f"LLVM IR parsing error\n{error}")
+    try:
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        with ffi.OutputString() as error:
+            if lib.LLVMPY_VerifyModule(module, error):
+                raise RuntimeError(str(error))
+        pb, mpm = _pipeline(tm)
+        lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
+        with ffi.OutputString() as error:
+            buffer = lib.LLVMPY_TargetMachineEmitToMemory(tm, module, 1, error)
+            if not buffer:
+                raise RuntimeError(str(error))
+        try:
+            return ctypes.string_at(lib.LLVMPY_GetBufferStart(buffer),
+                                    lib.LLVMPY_GetBufferSize(buffer))
+        finally:
+            lib.LLVMPY_DisposeMemoryBuffer(buffer)
+    finally:
+        module.close()
+        context.close()
 
 
 class LoadedModule:
-    """Object code linked into memory (external names resolve through `symbols`); keeps its
-    engine alive as long as the functions are used."""
+    """Object code (a program's parts) linked into memory: external names resolve through
+    `symbols` and each other; keeps its engine alive as long as the functions are used."""
 
-    def __init__(self, object_code: bytes):
+    def __init__(self, objects):
         with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
-            self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+            for object_code in objects:
+                self.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
             self.engine.finalize_object()
 
     def address(self, name: str) -> int:

@@ -6,7 +6,7 @@ the disk cache keeps that. The optimiser and the code generator are imported on 
 (`_optimize`, `_lower`), so that a warm start never pays for importing them (~25 ms)."""
 from __future__ import annotations
 
-from ..codegen_llvm.target import assembly, compile_object, identity, optimise
+from ..codegen_llvm.target import assembly, compile_objects, identity, optimise
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -79,17 +79,17 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     use_disk = options.get("cache", True) and options.get("device", "cpu") == "cpu" \
         and disk_cache.enabled()
     key = cache_key(graph, options) if use_disk else None
-    object_code = disk_cache.load(key) if key else None
+    objects = disk_cache.load(key) if key else None
     optimized = None
-    if object_code is None:
+    if objects is None:
         optimized = _optimize(graph, options, check=options.get("debug", False))
-        object_code = compile_object(_lower(optimized, options))
+        objects = compile_objects(_lower(optimized, options))
         if key:
             from .. import __version__
             target = identity()
-            disk_cache.store(key, object_code, name=graph.name, lumen=__version__,
+            disk_cache.store(key, objects, name=graph.name, lumen=__version__,
                              **{k: target[k] for k in ("triple", "cpu", "llvm", "llvmlite")})
-    executable = Executable(object_code, graph.captured, graph.name)
+    executable = Executable(objects, graph.captured, graph.name)
     return CompiledEntry(graph, optimized, executable, out_tree, options,
                          from_disk=optimized is None)
 

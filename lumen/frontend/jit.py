@@ -13,6 +13,7 @@ from ..ir.dims import Dim, guard_sink
 from ..ir.types import SUPPORTED_DTYPES, TensorType
 from ..ir.verify import verify
 from . import pytree
+from .compile import Lowered, compile_graph
 from .creation import symbolic_constructors
 from .gc_pause import gc_paused
 from .numpy_random_guard import numpy_random_refused
@@ -144,7 +145,6 @@ class Jitted:
             entry = self._lookup(key, arrays)
             if entry is not None:
                 return entry
-            from .compile import compile_graph
             with gc_paused():
                 graph, out_tree = self._trace(arrays, dynamic, statics)
                 entry = compile_graph(graph, out_tree, self.options)
@@ -213,7 +213,6 @@ class Jitted:
     def lower(self, *args, **kwargs):
         """The compilation stages for these arguments: ``.ir()``, ``.optimized_ir()``,
         ``.llvm_ir()``, ``.asm()``, ``.ptx()``."""
-        from .compile import Lowered
         prepared = self._prepare(args, kwargs)
         if prepared is None:
             raise TypeError("lower() takes concrete arrays, not traced values")

@@ -1,8 +1,8 @@
 """The on-disk kernel cache (SPEC §6): object code plus JSON metadata, found by a content key.
 
-An entry is two files in one flat directory: ``KEY.o``, the object code, and ``KEY.json``,
-its metadata — the object's size and sha256, the versions that built it, and a checksum of the
-metadata itself. Nothing read back is unpickled or evaluated: the object only goes to the
+An entry is two files in one flat directory: ``KEY.o``, the object code (the objects of the
+program's parts, one after another), and ``KEY.json``, its metadata — the objects' sizes, the
+file's sha256, the versions that built it, and a checksum of the metadata itself. Nothing read back is unpickled or evaluated: the object only goes to the
 linker, the metadata only to ``json``, and both are checked before use; a bad entry is
 reported (`CacheWarning`), removed and rebuilt by the caller.
 
@@ -27,7 +27,7 @@ import warnings
 
 from ..errors import CacheWarning
 
-FORMAT = 1
+FORMAT = 2
 _TMP_PREFIX = ".tmp-"
 
 _lock = threading.Lock()
@@ -116,8 +116,8 @@ def _checksum(meta: dict) -> str:
     return hashlib.sha256(_canonical(rest)).hexdigest()
 
 
-def check_entry(path, key) -> tuple[dict, bytes]:
-    """-> (metadata, object code) of the entry ``key``; `CorruptEntry` if any check fails,
+def check_entry(path, key) -> tuple[dict, list[bytes]]:
+    """-> (metadata, the objects) of the entry ``key``; `CorruptEntry` if any check fails,
     ``FileNotFoundError`` if it is not there."""
     obj_path, meta_path = _paths(path, key)
     with open(meta_path, "rb") as f:
@@ -140,7 +140,12 @@ def check_entry(path, key) -> tuple[dict, bytes]:
         raise CorruptEntry(f"object file has {len(obj)} bytes, expected {meta.get('object_size')}")
     if hashlib.sha256(obj).hexdigest() != meta.get("object_sha256"):
         raise CorruptEntry("object file checksum mismatch")
-    return meta, obj
+    sizes = meta.get("object_sizes")
+    if not isinstance(sizes, list) or not sizes or sum(sizes) != len(obj) or \
+            not all(isinstance(n, int) and n > 0 for n in sizes):
+        raise CorruptEntry("object sizes do not add up to the object file")
+    ends = [sum(sizes[:i + 1]) for i in range(len(sizes))]
+    return meta, [obj[end - n:end] for n, end in zip(sizes, ends)]
 
 
 def _remove(path, key):
@@ -152,8 +157,8 @@ def _remove(path, key):
             pass
 
 
-def load(key: str) -> bytes | None:
-    """The object code cached under ``key``, or None (no entry, cache off, or a corrupt entry,
+def load(key: str) -> list[bytes] | None:
+    """The objects cached under ``key``, or None (no entry, cache off, or a corrupt entry,
     which is reported and removed)."""
     path = _directory()
     if path is None:
@@ -180,12 +185,14 @@ def load(key: str) -> bytes | None:
     return obj
 
 
-def store(key: str, object_code: bytes, **info) -> None:
-    """Save ``object_code`` under ``key``, with ``info`` (JSON values) in its metadata."""
+def store(key: str, objects: list[bytes], **info) -> None:
+    """Save ``objects`` under ``key``, with ``info`` (JSON values) in its metadata."""
     path = _directory(writing=True)
     if path is None:
         return
+    object_code = b"".join(objects)
     meta = dict(info, format=FORMAT, key=key, object_size=len(object_code),
+                object_sizes=[len(o) for o in objects],
                 object_sha256=hashlib.sha256(object_code).hexdigest(), created=time.time())
     meta["checksum"] = _checksum(meta)
     obj_path, meta_path = _paths(path, key)

@@ -33,8 +33,8 @@ class Executable:
     loaded module and the method definition, which the function needs alive as long as it is.
     """
 
-    def __init__(self, object_code: bytes, captured, name: str):
-        self.loaded = LoadedModule(object_code)
+    def __init__(self, objects: list[bytes], captured, name: str):
+        self.loaded = LoadedModule(objects)
         self._method = _MethodDef(name.encode(), self.loaded.address("lumen_entry"),
                                   _METH_FASTCALL, None)
         self.function = _new_builtin(ctypes.byref(self._method),

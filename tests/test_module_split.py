@@ -1,0 +1,200 @@
+"""A program compiled in parts, at once (lumen/codegen_llvm/module_split.py, target.py).
+
+The parallel regions leave the entry's module for up to three others; every region is defined
+in exactly one part and declared where it is called; the parts compile on separate threads,
+link into one program that computes what NumPy computes, and give the same object code however
+many cores compile them (so disk cache entries agree); the disk cache keeps every part."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import numpy as np
+import pytest
+
+import lumen
+from lumen.codegen_llvm import module_split, target
+from lumen.runtime import disk_cache
+
+from .oracle import assert_same
+
+
+def mlp_step(w1, b1, w2, b2, x, y):
+    def loss(params, x, y):
+        w1, b1, w2, b2 = params
+        return lumen.nn.crossentropy(np.tanh(x @ w1 + b1) @ w2 + b2, y)
+    params = (w1, b1, w2, b2)
+    value, grads = lumen.value_and_grad(loss)(params, x, y)
+    return (value, *(p - np.float32(0.1) * g for p, g in zip(params, grads)))
+
+
+def numpy_mlp_step(w1, b1, w2, b2, x, y):
+    n = x.shape[0]
+    h = np.tanh(x @ w1 + b1)
+    z = h @ w2 + b2
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(p[np.arange(n), y]))
+    dz = p.copy()
+    dz[np.arange(n), y] -= 1
+    dz /= n
+    dh = (dz @ w2.T) * (1 - h * h)
+    lr = np.float32(0.1)
+    return (loss, w1 - lr * (x.T @ dh), b1 - lr * dh.sum(axis=0),
+            w2 - lr * (h.T @ dz), b2 - lr * dz.sum(axis=0))
+
+
+def mlp_inputs(batch=60, n_in=300, hidden=200, n_out=10, seed=0):
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    return ((rng.standard_normal((n_in, hidden)) / np.sqrt(n_in)).astype(f32),
+            np.zeros(hidden, f32),
+            (rng.standard_normal((hidden, n_out)) / np.sqrt(hidden)).astype(f32),
+            np.zeros(n_out, f32), rng.standard_normal((batch, n_in)).astype(f32),
+            rng.integers(0, n_out, batch))
+
+
+def defined(text):
+    return re.findall(r'^define [^@]*@"([^"]+)"', text, re.M)
+
+
+def declared(text):
+    return re.findall(r'^declare [^@]*@"([^"]+)"', text, re.M)
+
+
+@pytest.fixture(scope="module")
+def mlp_ir():
+    return lumen.jit(mlp_step).lower(*mlp_inputs()).llvm_ir()
+
+
+def test_every_region_is_defined_in_exactly_one_part(mlp_ir):
+    parts = module_split.split(mlp_ir)
+    assert 2 <= len(parts) <= 4
+    regions = [n for n in defined(mlp_ir) if n.startswith("lumen_region")]
+    assert len(regions) >= 8
+    definitions = [n for part in parts for n in defined(part.text)]
+    assert sorted(definitions) == sorted(defined(mlp_ir))         # nothing lost or doubled
+    assert "lumen_entry" in defined(parts[0].text)
+    moved = [n for part in parts[1:] for n in defined(part.text)]
+    assert moved and all(n.startswith("lumen_region") for n in moved)
+    assert set(moved) <= set(declared(parts[0].text))               # the entry still calls them
+    for part in parts[1:]:
+        assert 'define internal' not in part.text                   # linked by name
+        assert "kept." not in part.text and "lumen_entry" not in part.text
+
+
+def test_parts_balance_the_estimated_work(mlp_ir):
+    parts = module_split.split(mlp_ir)
+    works = sorted((p.work for p in parts), reverse=True)
+    total = sum(works)
+    two_cores = [works[0], 0.0]
+    for w in works[1:]:                                             # what the pool does
+        two_cores[two_cores.index(min(two_cores))] += w
+    assert max(two_cores) <= 0.6 * total
+
+
+def test_a_small_program_stays_one_module():
+    text = lumen.jit(lambda x: np.exp(x) + 1).lower(np.ones(3)).llvm_ir()
+    assert [p.text for p in module_split.split(text)] == [text]
+
+
+HANDMADE = '''; ModuleID = "m"
+target triple = "unknown-unknown-unknown"
+target datalayout = ""
+
+define i64 @"lumen_entry"(i64* %".1")
+{
+entry:
+  call void @"lumen_region"(i8* null)
+  call void @"lumen_region.1"(i8* null)
+  %".2" = load i64, i64* @"kept.n"
+  ret i64 %".2"
+}
+
+@"kept.n" = internal global i64 0
+declare double @"llvm.exp.f64"(double %".1")
+@"const0" = private constant [2 x double] [double 1.0, double 2.0], align 64
+define internal void @"lumen_region"(i8* %".1")
+{
+body:
+  %".2" = getelementptr [2 x double], [2 x double]* @"const0", i64 0, i64 1
+  %".3" = load double, double* %".2"
+  %".4" = call double @"llvm.exp.f64"(double %".3")
+  ret void
+}
+
+define internal void @"lumen_region.1"(i8* %".1")
+{
+body:
+  store i64 1, i64* @"kept.n"
+  ret void
+}
+'''
+
+
+def test_what_a_region_may_take_along(monkeypatch):
+    """Declarations and private constants are copied into the region's part; a region that
+    writes a global of the module stays with it."""
+    monkeypatch.setattr(module_split, "MIN_PART_WORK", 1)
+    first, second = module_split.split(HANDMADE)
+    assert defined(second.text) == ["lumen_region"]
+    assert '@"const0" = private constant' in second.text and "llvm.exp.f64" in second.text
+    assert defined(first.text) == ["lumen_entry", "lumen_region.1"]
+    assert "lumen_region" in declared(first.text)
+    objects = target.compile_objects(HANDMADE)
+    assert len(objects) == 2
+    loaded = target.LoadedModule(objects)
+    assert loaded.address("lumen_region") and loaded.address("lumen_entry")
+
+
+def test_the_object_code_does_not_depend_on_the_cores(mlp_ir, monkeypatch):
+    monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0})
+    one_core = target.compile_objects(mlp_ir)
+    monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert target.compile_objects(mlp_ir) == one_core
+    assert len(one_core) == len(module_split.split(mlp_ir))
+
+
+def test_parts_compile_on_threads_of_their_own(mlp_ir, monkeypatch):
+    seen, compile_part = set(), target._compile_part
+
+    def recording(text):
+        seen.add(threading.current_thread().name)
+        return compile_part(text)
+    monkeypatch.setattr(target, "_compile_part", recording)
+    monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
+    target.compile_objects(mlp_ir)
+    assert len(seen) == 2 and all(name.startswith("lumen-compile") for name in seen)
+
+
+def test_an_error_in_a_part_is_raised(monkeypatch):
+    monkeypatch.setattr(module_split, "MIN_PART_WORK", 1)
+    broken = HANDMADE.replace('call double @"llvm.exp.f64"(double %".3")',
+                              'call double @"llvm.exp.f64"(i64 %".3")')
+    monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
+    with pytest.raises(RuntimeError, match="parsing error"):
+        target.compile_objects(broken)
+
+
+def test_the_linked_parts_compute_the_training_step(monkeypatch):
+    inputs = mlp_inputs(seed=1)
+    step = lumen.jit(mlp_step, cache=False)
+    for got, want in zip(step(*inputs), numpy_mlp_step(*inputs)):
+        assert_same(got, want, rtol=2e-4, atol=1e-6)
+
+
+def test_the_disk_cache_keeps_every_part(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUMEN_CACHE", "1")
+    monkeypatch.setenv("LUMEN_CACHE_DIR", str(tmp_path))
+    inputs = mlp_inputs(seed=2)
+    first = lumen.jit(mlp_step)
+    expected = first(*inputs)
+    (key,) = disk_cache.entries(str(tmp_path))
+    meta = json.loads((tmp_path / (key + ".json")).read_text())
+    assert len(meta["object_sizes"]) >= 2
+    assert sum(meta["object_sizes"]) == (tmp_path / (key + ".o")).stat().st_size
+    again = lumen.jit(mlp_step)
+    for got, want in zip(again(*inputs), expected):
+        np.testing.assert_array_equal(got, want)
+    assert again.cache_info()["disk_hits"] == 1 and again.cache_info()["compiles"] == 0
