@@ -6,6 +6,8 @@ import textwrap
 
 from lumen.runtime import disk_cache
 
+from .test_disk_cache import program_entries
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODULE = textwrap.dedent("""
@@ -48,11 +50,11 @@ def test_precompile_then_info_verify_clear(tmp_path):
     assert run.stdout.split() == ["(32,)", "1"], run.stderr
 
     info = lumen_cli(tmp_path, "cache", "info")
-    assert str(tmp_path / "cache") in info.stdout and "entries: 1" in info.stdout
-    assert "predict" in info.stdout
+    assert str(tmp_path / "cache") in info.stdout and "entries: 2" in info.stdout
+    assert "predict" in info.stdout and "lumen runtime: result pool" in info.stdout
 
     assert lumen_cli(tmp_path, "cache", "verify").returncode == 0
-    (key,) = disk_cache.entries(str(tmp_path / "cache"))
+    (key,) = program_entries(tmp_path / "cache")
     obj = tmp_path / "cache" / (key + ".o")
     data = bytearray(obj.read_bytes())
     data[100] ^= 1
@@ -61,7 +63,7 @@ def test_precompile_then_info_verify_clear(tmp_path):
     assert verify.returncode == 1 and "checksum" in verify.stdout and "1 bad" in verify.stdout
 
     lumen_cli(tmp_path, "precompile", "model:predict", "--args", "f64[?,3]", "f64[3,2]", "f64[2]")
-    assert "removed 1 entries" in lumen_cli(tmp_path, "cache", "clear").stdout
+    assert "removed 2 entries" in lumen_cli(tmp_path, "cache", "clear").stdout
     assert disk_cache.entries(str(tmp_path / "cache")) == {}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import lumen
+from lumen.codegen_llvm import target
 from lumen.frontend.precompile import OPEN_SIZE
 from lumen.ir.fingerprint import fingerprint
 from lumen.runtime import disk_cache
@@ -23,9 +24,22 @@ from .oracle import assert_same
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+RUNTIME = "lumen runtime: "        # the name of runtime support entries (symbols.compile_for_good)
+
+
+def program_entries(path) -> list:
+    """The keys of the entries that hold programs (not lumen's runtime support)."""
+    return sorted(key for key in disk_cache.entries(str(path))
+                  if not json.loads((path / (key + ".json")).read_text())["name"]
+                  .startswith(RUNTIME))
+
+
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch):
-    """A fresh cache directory, the disk cache on, and the per-process directory state reset."""
+    """A fresh cache directory, the disk cache on, and the per-process directory state reset.
+    The runtime support is linked before (it is once per process), so that the directory
+    holds the test's entries only."""
+    target._symbols_registered()
     path = tmp_path / "cache"
     monkeypatch.setenv("LUMEN_CACHE", "1")
     monkeypatch.setenv("LUMEN_CACHE_DIR", str(path))
@@ -90,8 +104,45 @@ def test_a_second_process_loads_the_code_from_disk_for_any_batch_size(tmp_path):
     cache = tmp_path / "cache"
     counts = [run_python([str(script), str(n)], cache, tmp_path).stdout.split() for n in (5, 5, 64)]
     assert counts == [["1", "0"], ["0", "1"], ["0", "1"]]
-    assert len(disk_cache.entries(str(cache))) == 1
+    assert len(program_entries(cache)) == 1 and len(disk_cache.entries(str(cache))) == 2
     assert oct(os.stat(cache).st_mode & 0o777) == "0o700"
+
+
+NOTHING_COMPILED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import lumen
+    from lumen.codegen_llvm import target
+
+    def refuse(*args):
+        raise AssertionError("LLVM ran in a process whose code is all on disk")
+    if sys.argv[1:] == ["refuse"]:
+        target.compile_objects = target._compile_part = refuse
+
+    @lumen.jit
+    def f(x, w):
+        return np.tanh(x @ w).sum(axis=1) * 0.5
+
+    x = np.arange(20, dtype=np.float32).reshape(5, 4) / 10
+    w = np.ones((4, 3), np.float32)
+    big = lumen.jit(lambda a: a * 2)(np.ones(1 << 19))          # a pooled result (4 MiB)
+    assert np.allclose(f(x, w), np.tanh(x @ w).sum(axis=1) * 0.5) and big.sum() == 2 << 19
+    print(f.cache_info()["disk_hits"])
+""")
+
+
+def test_a_warm_process_runs_llvm_for_nothing(tmp_path):
+    """Programs and lumen's runtime support (the result pool) both come from disk."""
+    script = tmp_path / "script.py"
+    script.write_text(NOTHING_COMPILED)
+    cache = tmp_path / "cache"
+    first = run_python([str(script)], cache, tmp_path)
+    assert first.stdout.split() == ["0"], first.stderr
+    names = sorted(json.loads((cache / (key + ".json")).read_text())["name"]
+                   for key in disk_cache.entries(str(cache)))
+    assert names == ["<lambda>", "f", RUNTIME + "result pool"]
+    second = run_python([str(script), "refuse"], cache, tmp_path)
+    assert second.stdout.split() == ["1"], second.stderr
 
 
 BLAS_SCRIPT = textwrap.dedent("""
@@ -332,9 +383,10 @@ def test_processes_compiling_the_same_key_at_once_all_succeed(cache_dir):
     expected = model(np.arange(12.0).reshape(3, 4), np.ones((4, 3)))
     for values, _ in results:
         assert_same(np.array(values), expected, exact=False)
-    key = only_key(cache_dir)
-    assert entry_files(cache_dir) == [key + ".json", key + ".o"]
-    assert disk_cache.verify(str(cache_dir)) == {key: None}
+    (key,) = program_entries(cache_dir)            # and the runtime support, which each wrote
+    keys = disk_cache.entries(str(cache_dir))
+    assert entry_files(cache_dir) == sorted(k + ext for k in keys for ext in (".json", ".o"))
+    assert disk_cache.verify(str(cache_dir)) == {k: None for k in keys}
 
 
 def test_eight_threads_share_one_disk_entry(cache_dir):

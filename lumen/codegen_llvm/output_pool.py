@@ -141,9 +141,8 @@ def _result_array(ext, take, give_back, release):
     b.ret(arr)
 
 
-def module_ir(triple: str) -> str:
+def module_ir() -> str:
     module = ir.Module("lumen_result_pool")
-    module.triple = triple
     ext = _Declarations(module)
     slots = ir.GlobalVariable(module, ir.ArrayType(i8p, SLOTS), "lumen_result_slots")
     slots.linkage = "internal"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import glob
+import hashlib
 import importlib.util
+import json
 import os
 import sys
 import warnings
@@ -127,22 +129,32 @@ def register_symbols() -> None:
     for name, address in blas().addresses.items():
         llvm.add_symbol(f"lumen_{name}", address)
     register_openmp()
-    pool = compile_for_good(output_pool.module_ir(llvm.get_process_triple()))  # needs the above
-    llvm.add_symbol(output_pool.NAME, pool.get_function_address(output_pool.NAME))
+    pool = compile_for_good("result pool", output_pool.module_ir)           # needs the above
+    llvm.add_symbol(output_pool.NAME, pool.address(output_pool.NAME))
 
 
-_runtime_engines = []       # runtime support compiled here, kept while the process lives
+_runtime_modules = []       # runtime support loaded here, kept while the process lives
 
 
-def compile_for_good(module_ir: str):
-    """An engine for runtime support code that generated code calls by name (the result pool,
-    the serial OpenMP stand-ins), never unloaded: an array's capsule may call into it after
-    every compiled function is gone."""
-    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine()
-    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(module_ir), machine)
-    engine.finalize_object()
-    _runtime_engines.append(engine)
-    return engine
+def compile_for_good(name: str, module_ir):
+    """A loaded module of runtime support code that generated code calls by name (the result
+    pool, the serial OpenMP stand-ins), never unloaded: an array's capsule may call into it
+    after every compiled function is gone. Its object code is cached on disk as a program's
+    is (keyed by lumen's source and the target, so that ``module_ir()``, its text, is only
+    built when it is compiled): a process whose programs all come from the disk cache runs
+    LLVM for nothing."""
+    from ..frontend.cache_key import lumen_build
+    from ..runtime import disk_cache
+    from .target import LoadedModule, compile_objects, disk_cache_info, identity
+    key = hashlib.sha256(json.dumps({"runtime": name, "lumen": lumen_build(),
+                                     "target": identity()}, sort_keys=True).encode()).hexdigest()
+    objects = disk_cache.load(key)
+    if objects is None:
+        objects = compile_objects(module_ir())
+        disk_cache.store(key, objects, **disk_cache_info(f"lumen runtime: {name}"))
+    module = LoadedModule(objects, runtime=True)
+    _runtime_modules.append(module)
+    return module
 
 
 # -- The OpenMP runtime, for parallel loops (parallel.py) -------------------------------------
@@ -255,7 +267,7 @@ def _serial_openmp() -> dict:
     for name, value in (("serial_thread_num", 0), ("serial_num_threads", 1)):
         fn = ir.Function(module, ir.FunctionType(i32, []), name)
         ir.IRBuilder(fn.append_basic_block()).ret(ir.Constant(i32, value))
-    engine = compile_for_good(str(module))
+    loaded = compile_for_good("serial OpenMP", lambda: str(module))
     stand_ins = ("serial_parallel", "serial_thread_num", "serial_num_threads")
-    return {name: engine.get_function_address(stand_in)
+    return {name: loaded.address(stand_in)
             for name, stand_in in zip(_OPENMP, stand_ins)}

@@ -26,6 +26,13 @@ LLVM_LOCK = threading.Lock()
 def _initialise():
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
+    return True
+
+
+@functools.cache
+def _symbols_registered():
+    """The names generated code calls (`symbols.register_symbols`), registered before the
+    first program is linked; compiling needs none of them."""
     from .symbols import register_symbols
     register_symbols()
     return True
@@ -158,11 +165,23 @@ def _compile_part(llvm_ir: str) -> bytes:
         context.close()
 
 
+def disk_cache_info(name: str) -> dict:
+    """What a disk cache entry of code compiled here records besides the code (for
+    ``python -m lumen cache info``)."""
+    from .. import __version__
+    target = identity()
+    return dict(name=name, lumen=__version__,
+                **{k: target[k] for k in ("triple", "cpu", "llvm", "llvmlite")})
+
+
 class LoadedModule:
     """Object code (a program's parts) linked into memory: external names resolve through
-    `symbols` and each other; keeps its engine alive as long as the functions are used."""
+    `symbols` and each other; keeps its engine alive as long as the functions are used.
+    ``runtime``: lumen's own support code, which `symbols` links while registering names."""
 
-    def __init__(self, objects):
+    def __init__(self, objects, runtime=False):
+        if not runtime:
+            _symbols_registered()
         with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             for object_code in objects:

@@ -6,7 +6,7 @@ the disk cache keeps that. The optimiser and the code generator are imported on 
 (`_optimize`, `_lower`), so that a warm start never pays for importing them (~25 ms)."""
 from __future__ import annotations
 
-from ..codegen_llvm.target import assembly, compile_objects, identity, optimise
+from ..codegen_llvm.target import assembly, compile_objects, disk_cache_info, optimise
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -85,10 +85,7 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
         optimized = _optimize(graph, options, check=options.get("debug", False))
         objects = compile_objects(_lower(optimized, options))
         if key:
-            from .. import __version__
-            target = identity()
-            disk_cache.store(key, objects, name=graph.name, lumen=__version__,
-                             **{k: target[k] for k in ("triple", "cpu", "llvm", "llvmlite")})
+            disk_cache.store(key, objects, **disk_cache_info(graph.name))
     executable = Executable(objects, graph.captured, graph.name)
     return CompiledEntry(graph, optimized, executable, out_tree, options,
                          from_disk=optimized is None)
