@@ -199,3 +199,13 @@ def test_the_disk_cache_keeps_every_part(tmp_path, monkeypatch):
     for got, want in zip(again(*inputs), expected):
         np.testing.assert_array_equal(got, want)
     assert again.cache_info()["disk_hits"] == 1 and again.cache_info()["compiles"] == 0
+
+
+def test_without_llvmlites_unwrapped_library_parts_compile_under_its_lock(mlp_ir, monkeypatch):
+    """Where llvmlite does not expose its library unwrapped, the same calls go through its
+    lock: the same object code, one part at a time."""
+    from llvmlite.binding import ffi
+    expected = target.compile_objects(mlp_ir)
+    monkeypatch.setattr(target, "_unlocked_library", lambda: ffi.lib)
+    monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert target.compile_objects(mlp_ir) == expected
