@@ -39,7 +39,7 @@ def cache_dir(tmp_path, monkeypatch):
     """A fresh cache directory, the disk cache on, and the per-process directory state reset.
     The runtime support is linked before (it is once per process), so that the directory
     holds the test's entries only."""
-    target._symbols_registered()
+    target.link_runtime()
     path = tmp_path / "cache"
     monkeypatch.setenv("LUMEN_CACHE", "1")
     monkeypatch.setenv("LUMEN_CACHE_DIR", str(path))

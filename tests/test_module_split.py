@@ -7,7 +7,11 @@ many cores compile them (so disk cache entries agree); the disk cache keeps ever
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -19,6 +23,8 @@ from lumen.runtime import disk_cache
 
 from .oracle import assert_same
 from .test_disk_cache import program_entries
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def mlp_step(w1, b1, w2, b2, x, y):
@@ -209,3 +215,38 @@ def test_without_llvmlites_unwrapped_library_parts_compile_under_its_lock(mlp_ir
     monkeypatch.setattr(target, "_unlocked_library", lambda: ffi.lib)
     monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
     assert target.compile_objects(mlp_ir) == expected
+
+
+RUNTIME_SCRIPT = textwrap.dedent("""
+    import sys, threading
+    import numpy as np
+    import lumen
+    from lumen.codegen_llvm import symbols
+
+    register, threads = symbols.register_symbols, []
+
+    def recording():
+        threads.append(threading.current_thread() is threading.main_thread())
+        if sys.argv[1] == "fail" and len(threads) == 1:
+            raise OSError("no runtime here")
+        register()
+    symbols.register_symbols = recording
+    f = lumen.jit(lambda x: np.tanh(x) * 2)
+    try:
+        ok = np.allclose(f(np.ones(3)), np.tanh(np.ones(3)) * 2)
+    except OSError as e:
+        ok = str(e)
+    print(ok, threads)
+""")
+
+
+@pytest.mark.parametrize("mode", ["ok", "fail"])
+def test_the_runtime_is_linked_on_another_thread_while_a_program_compiles(tmp_path, mode):
+    """A failure there is not lost: linking the program tries again (and raises what that
+    attempt raises)."""
+    script = tmp_path / "script.py"
+    script.write_text(RUNTIME_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, LUMEN_CACHE="0", PYTHONPATH=ROOT))
+    expected = "True [False]" if mode == "ok" else "True [False, True]"
+    assert run.stdout.strip() == expected, run.stderr

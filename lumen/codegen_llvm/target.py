@@ -29,13 +29,26 @@ def _initialise():
     return True
 
 
-@functools.cache
-def _symbols_registered():
-    """The names generated code calls (`symbols.register_symbols`), registered before the
-    first program is linked; compiling needs none of them."""
-    from .symbols import register_symbols
-    register_symbols()
-    return True
+_runtime_lock = threading.Lock()
+_runtime_linked = False
+
+
+def link_runtime():
+    """Register the names generated code calls (`symbols.register_symbols`: the C-API, BLAS,
+    OpenMP and lumen's runtime support), once per process, before the first program is
+    linked; compiling needs none of them. Any thread may call it: a second caller waits for
+    the first (`compile.compile_graph` starts it on a thread of its own while a program
+    compiles)."""
+    global _runtime_linked
+    with _runtime_lock:
+        if not _runtime_linked:
+            from .symbols import register_symbols
+            register_symbols()
+            _runtime_linked = True
+
+
+def runtime_linked() -> bool:
+    return _runtime_linked
 
 
 def _new_target_machine():
@@ -181,7 +194,7 @@ class LoadedModule:
 
     def __init__(self, objects, runtime=False):
         if not runtime:
-            _symbols_registered()
+            link_runtime()
         with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             for object_code in objects:

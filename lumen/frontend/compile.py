@@ -6,7 +6,10 @@ the disk cache keeps that. The optimiser and the code generator are imported on 
 (`_optimize`, `_lower`), so that a warm start never pays for importing them (~25 ms)."""
 from __future__ import annotations
 
-from ..codegen_llvm.target import assembly, compile_objects, disk_cache_info, optimise
+import threading
+
+from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, link_runtime,
+                                    optimise, runtime_linked)
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -82,6 +85,8 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     objects = disk_cache.load(key) if key else None
     optimized = None
     if objects is None:
+        if not runtime_linked():           # on another core while this program compiles
+            threading.Thread(target=_link_runtime_quietly, daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
         objects = compile_objects(_lower(optimized, options))
         if key:
@@ -89,6 +94,15 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     executable = Executable(objects, graph.captured, graph.name)
     return CompiledEntry(graph, optimized, executable, out_tree, options,
                          from_disk=optimized is None)
+
+
+def _link_runtime_quietly():
+    """`link_runtime` on a thread of its own. A failure there is not lost: linking the program
+    calls it again, and raises what that attempt raises."""
+    try:
+        link_runtime()
+    except Exception:
+        pass
 
 
 def _compile_gpu(graph, out_tree, options) -> CompiledEntry:
