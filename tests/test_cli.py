@@ -73,3 +73,14 @@ def test_precompile_reports_bad_input(tmp_path):
     assert bad_spec.returncode == 2 and "bad argument spec" in bad_spec.stderr
     not_jitted = lumen_cli(tmp_path, "precompile", "model:plain", "--args", "f32[3]")
     assert not_jitted.returncode == 2 and "not a lumen.jit function" in not_jitted.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """``python -m lumen cache info | head``: no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "lumen", "cache", "info"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, LUMEN_CACHE="1",
+                                     LUMEN_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=ROOT))
+    proc.stdout.close()                  # long before the command has imported lumen
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err, err
