@@ -9,10 +9,10 @@ and declares it. The object code of all parts is linked into one engine (`target
 
 The split depends only on the module, never on the machine: the same program gives the same
 parts and the same object code everywhere (disk cache entries written by two processes at once
-agree), balanced for any number of cores (`_groups`) by estimated work: a region's loops are vectorised and
-interleaved, so a line of one costs LLVM about 2.5 lines of the entry's scalar code (measured
-on the MLP training step: 0.25 s for the regions' 1,300 lines against 0.18 s for the rest's
-2,600).
+agree), balanced for any number of cores (`_groups`) by estimated work. A region's loops are
+vectorised and interleaved, so a line of one costs LLVM about 2.5 lines of the entry's scalar
+code (measured on the MLP training step: 0.25 s for the regions' 1,300 lines against 0.18 s
+for the rest's 2,600).
 """
 from __future__ import annotations
 

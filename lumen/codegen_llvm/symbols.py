@@ -10,9 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import glob
-import hashlib
 import importlib.util
-import json
 import os
 import sys
 import warnings
@@ -143,11 +141,9 @@ def compile_for_good(name: str, module_ir):
     is (keyed by lumen's source and the target, so that ``module_ir()``, its text, is only
     built when it is compiled): a process whose programs all come from the disk cache runs
     LLVM for nothing."""
-    from ..frontend.cache_key import lumen_build
     from ..runtime import disk_cache
-    from .target import LoadedModule, compile_objects, disk_cache_info, identity
-    key = hashlib.sha256(json.dumps({"runtime": name, "lumen": lumen_build(),
-                                     "target": identity()}, sort_keys=True).encode()).hexdigest()
+    from .target import LoadedModule, code_key, compile_objects, disk_cache_info
+    key = code_key({"runtime": name})
     objects = disk_cache.load(key)
     if objects is None:
         objects = compile_objects(module_ir())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +87,28 @@ def identity() -> dict:
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
+@functools.cache
+def lumen_build() -> str:
+    """sha256 over the path and text of every source file of the lumen package."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as f:     # the relative path; relpath() costs ~0.3 ms here
+                    h.update(path[len(root) + 1:].encode() + b"\0" + f.read() + b"\0")
+    return h.hexdigest()
+
+
+def code_key(what: dict) -> str:
+    """Hex sha256 disk cache key of the code ``what`` (JSON values) describes, compiled by this
+    lumen (`lumen_build`) for this target (`identity`)."""
+    parts = dict(what, lumen=lumen_build(), target=identity())
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
 def _pipeline(tm):
     """-> (pass builder, module pass manager) of the optimisation pipeline.
 
@@ -100,18 +124,34 @@ def _pipeline(tm):
     return pb, pb.getModulePassManager()
 
 
+def _optimised(llvm_ir: str, tm, context, lib):
+    """Parse, verify and optimise a module for ``tm`` in ``context``, calling LLVM through
+    ``lib`` (`_unlocked_library` or llvmlite's locked one) -> `ModuleRef`."""
+    with ffi.OutputString() as error:
+        module = llvm.ModuleRef(lib.LLVMPY_ParseAssembly(
+            context, ctypes.c_char_p(llvm_ir.encode()), error), context)
+        if error:
+            module.close()
+            raise RuntimeError(f"LLVM IR parsing error\n{error}")
+    try:
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        with ffi.OutputString() as error:
+            if lib.LLVMPY_VerifyModule(module, error):
+                raise RuntimeError(str(error))
+        pb, mpm = _pipeline(tm)
+        lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
+    except BaseException:
+        module.close()
+        raise
+    return module
+
+
 def optimise(llvm_ir: str):
     """Parse, verify and optimise a module in LLVM's global context -> `ModuleRef` (for
     reading the optimised IR and assembly; `compile_objects` compiles)."""
-    tm = target_machine()
     with LLVM_LOCK:
-        module = llvm.parse_assembly(llvm_ir)
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        module.verify()
-        pb, mpm = _pipeline(tm)
-        mpm.run(module, pb)
-    return module
+        return _optimised(llvm_ir, target_machine(), llvm.get_global_context(), ffi.lib)
 
 
 def compile_objects(llvm_ir: str) -> list[bytes]:
@@ -150,31 +190,21 @@ def _compile_part(llvm_ir: str) -> bytes:
     lib = _unlocked_library()
     tm = _new_target_machine()
     context = llvm.create_context()
-    with ffi.OutputString() as error:
-        module = llvm.ModuleRef(lib.LLVMPY_ParseAssembly(
-            context, ctypes.c_char_p(llvm_ir.encode()), error), context)
-        if error:
-            module.close()
-            raise RuntimeError(f"LLVM IR parsing error\n{error}")
     try:
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        with ffi.OutputString() as error:
-            if lib.LLVMPY_VerifyModule(module, error):
-                raise RuntimeError(str(error))
-        pb, mpm = _pipeline(tm)
-        lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
-        with ffi.OutputString() as error:
-            buffer = lib.LLVMPY_TargetMachineEmitToMemory(tm, module, 1, error)
-            if not buffer:
-                raise RuntimeError(str(error))
+        module = _optimised(llvm_ir, tm, context, lib)
         try:
-            return ctypes.string_at(lib.LLVMPY_GetBufferStart(buffer),
-                                    lib.LLVMPY_GetBufferSize(buffer))
+            with ffi.OutputString() as error:
+                buffer = lib.LLVMPY_TargetMachineEmitToMemory(tm, module, 1, error)
+                if not buffer:
+                    raise RuntimeError(str(error))
+            try:
+                return ctypes.string_at(lib.LLVMPY_GetBufferStart(buffer),
+                                        lib.LLVMPY_GetBufferSize(buffer))
+            finally:
+                lib.LLVMPY_DisposeMemoryBuffer(buffer)
         finally:
-            lib.LLVMPY_DisposeMemoryBuffer(buffer)
+            module.close()
     finally:
-        module.close()
         context.close()
 
 

@@ -18,31 +18,11 @@ must join the key here, or a process would load code compiled under other settin
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import os
-
-from ..codegen_llvm.target import identity
+from ..codegen_llvm.target import code_key
 from ..ir.fingerprint import Unfingerprintable, fingerprint
 from ..passes.rewrite import disabled_rules
 
 _CODE_OPTIONS = ("fastmath", "parallel", "donate_argnums", "profile")
-
-
-@functools.cache
-def lumen_build() -> str:
-    """sha256 over the path and text of every source file of the lumen package."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    h = hashlib.sha256()
-    for folder, subfolders, files in os.walk(root):
-        subfolders.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(folder, name)
-                with open(path, "rb") as f:     # the relative path; relpath() costs ~0.3 ms here
-                    h.update(path[len(root) + 1:].encode() + b"\0" + f.read() + b"\0")
-    return h.hexdigest()
 
 
 def cache_key(graph, options) -> str | None:
@@ -52,7 +32,6 @@ def cache_key(graph, options) -> str | None:
         graph_digest = fingerprint(graph)
     except Unfingerprintable:
         return None
-    parts = {"graph": graph_digest, "lumen": lumen_build(), "target": identity(),
-             "options": {k: options.get(k) for k in _CODE_OPTIONS},
-             "disabled_rules": sorted(disabled_rules())}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return code_key({"graph": graph_digest,
+                     "options": {k: options.get(k) for k in _CODE_OPTIONS},
+                     "disabled_rules": sorted(disabled_rules())})

@@ -2,9 +2,10 @@
 
 An entry is two files in one flat directory: ``KEY.o``, the object code (the objects of the
 program's parts, one after another), and ``KEY.json``, its metadata — the objects' sizes, the
-file's sha256, the versions that built it, and a checksum of the metadata itself. Nothing read back is unpickled or evaluated: the object only goes to the
-linker, the metadata only to ``json``, and both are checked before use; a bad entry is
-reported (`CacheWarning`), removed and rebuilt by the caller.
+file's sha256, the versions that built it, and a checksum of the metadata itself. Nothing read
+back is unpickled or evaluated: the objects only go to the linker, the metadata only to
+``json``, and both are checked before use; a bad entry is reported (`CacheWarning`), removed
+and rebuilt by the caller.
 
 Each file is written to a temporary file in the same directory and ``os.replace``d into place,
 the metadata last: it commits the entry, so no reader ever sees a partial one, and processes

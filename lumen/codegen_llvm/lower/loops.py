@@ -114,9 +114,10 @@ def strided_copy_function(ctx, ndim, dtype):
     """``void copy(i8 *dst, i8 *src, i64 shape[ndim], i64 dst_strides[ndim],
     i64 src_strides[ndim])``, emitted once per module for each rank and element size: every
     strided copy (gemm operands BLAS cannot read, a bias broadcast into a gemm's result,
-    transposes, scan carries, the transposing copy of `linalg._transposed_product`) calls it. Inlined, each copy was a loop nest LLVM vectorised
-    on its own: a third of the compile time of an MLP training step. The elements move as
-    integers of their size, so one function serves every dtype of that size."""
+    transposes, scan carries, the transposing copy of `linalg._transposed_product`) calls it.
+    Inlined, each copy was a loop nest LLVM vectorised on its own: a third of the compile time
+    of an MLP training step. The elements move as integers of their size, so one function
+    serves every dtype of that size."""
     name = f"lumen.copy.{ndim}d.{dtype.itemsize}.{dtype.alignment}"
     fn = ctx.module.globals.get(name)
     if fn is not None:
