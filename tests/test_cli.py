@@ -50,8 +50,9 @@ def test_precompile_then_info_verify_clear(tmp_path):
     assert run.stdout.split() == ["(32,)", "1"], run.stderr
 
     info = lumen_cli(tmp_path, "cache", "info")
-    assert str(tmp_path / "cache") in info.stdout and "entries: 2" in info.stdout
+    assert str(tmp_path / "cache") in info.stdout and "entries: 3" in info.stdout
     assert "predict" in info.stdout and "lumen runtime: result pool" in info.stdout
+    assert "lumen runtime: small matrix products (float32)" in info.stdout
 
     assert lumen_cli(tmp_path, "cache", "verify").returncode == 0
     (key,) = program_entries(tmp_path / "cache")
@@ -63,7 +64,8 @@ def test_precompile_then_info_verify_clear(tmp_path):
     assert verify.returncode == 1 and "checksum" in verify.stdout and "1 bad" in verify.stdout
 
     lumen_cli(tmp_path, "precompile", "model:predict", "--args", "f64[?,3]", "f64[3,2]", "f64[2]")
-    assert "removed 2 entries" in lumen_cli(tmp_path, "cache", "clear").stdout
+    # the two programs and the runtime support: the result pool, each dtype's small products
+    assert "removed 4 entries" in lumen_cli(tmp_path, "cache", "clear").stdout
     assert disk_cache.entries(str(tmp_path / "cache")) == {}
 
 

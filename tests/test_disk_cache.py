@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import lumen
-from lumen.codegen_llvm import target
+from lumen.codegen_llvm import symbols, target
 from lumen.frontend.precompile import OPEN_SIZE
 from lumen.ir.fingerprint import fingerprint
 from lumen.runtime import disk_cache
@@ -40,6 +40,7 @@ def cache_dir(tmp_path, monkeypatch):
     The runtime support is linked before (it is once per process), so that the directory
     holds the test's entries only."""
     target.link_runtime()
+    symbols.link_small_products(letters="sd")
     path = tmp_path / "cache"
     monkeypatch.setenv("LUMEN_CACHE", "1")
     monkeypatch.setenv("LUMEN_CACHE_DIR", str(path))
@@ -104,7 +105,8 @@ def test_a_second_process_loads_the_code_from_disk_for_any_batch_size(tmp_path):
     cache = tmp_path / "cache"
     counts = [run_python([str(script), str(n)], cache, tmp_path).stdout.split() for n in (5, 5, 64)]
     assert counts == [["1", "0"], ["0", "1"], ["0", "1"]]
-    assert len(program_entries(cache)) == 1 and len(disk_cache.entries(str(cache))) == 2
+    # the program, the result pool and the float32 small products
+    assert len(program_entries(cache)) == 1 and len(disk_cache.entries(str(cache))) == 3
     assert oct(os.stat(cache).st_mode & 0o777) == "0o700"
 
 
@@ -132,7 +134,8 @@ NOTHING_COMPILED = textwrap.dedent("""
 
 
 def test_a_warm_process_runs_llvm_for_nothing(tmp_path):
-    """Programs and lumen's runtime support (the result pool) both come from disk."""
+    """Programs and lumen's runtime support (the result pool, the small matrix products)
+    both come from disk."""
     script = tmp_path / "script.py"
     script.write_text(NOTHING_COMPILED)
     cache = tmp_path / "cache"
@@ -140,7 +143,8 @@ def test_a_warm_process_runs_llvm_for_nothing(tmp_path):
     assert first.stdout.split() == ["0"], first.stderr
     names = sorted(json.loads((cache / (key + ".json")).read_text())["name"]
                    for key in disk_cache.entries(str(cache)))
-    assert names == ["<lambda>", "f", RUNTIME + "result pool"]
+    assert names == ["<lambda>", "f", RUNTIME + "result pool",
+                     RUNTIME + "small matrix products (float32)"]
     second = run_python([str(script), "refuse"], cache, tmp_path)
     assert second.stdout.split() == ["1"], second.stderr
 

@@ -13,6 +13,7 @@ import glob
 import importlib.util
 import os
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from importlib.machinery import ExtensionFileLoader, PathFinder
@@ -20,7 +21,7 @@ from importlib.machinery import ExtensionFileLoader, PathFinder
 import llvmlite.binding as llvm
 import numpy as np
 
-from . import output_pool
+from . import output_pool, small_gemm
 
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
 _NUMPY_API = {"lumen_PyArray_Type": 2, "lumen_PyArray_DescrFromType": 45,
@@ -132,21 +133,45 @@ def register_symbols() -> None:
 
 
 _runtime_modules = []       # runtime support loaded here, kept while the process lives
+_small_lock = threading.Lock()
+_small_linked = set()       # the `small_gemm.NAMES` registered
 
 
-def compile_for_good(name: str, module_ir):
+def link_small_products(objects=None, letters=None) -> None:
+    """Register `small_gemm`'s kernels for the dtypes that ``objects`` (a program's object
+    code) call, or for ``letters``: each dtype's module is compiled (or loaded from the disk
+    cache) the first time a program needs it, 0.1-0.2 s of LLVM that most programs never pay.
+    The kernels are emitted as written: LLVM's optimisation passes took two thirds of their
+    compile time and changed nothing measured (they are explicit vectors and loops already).
+    Any thread may call it."""
+    wanted = set(letters or ()) | {letter for letter, name in small_gemm.NAMES.items()
+                                   if objects and any(name.encode() in o for o in objects)}
+    for letter in sorted(wanted - _small_linked):
+        with _small_lock:
+            if letter in _small_linked:
+                continue
+            from .target import host_features
+            name = small_gemm.NAMES[letter]
+            module = compile_for_good(
+                f"small matrix products ({'float32' if letter == 's' else 'float64'})",
+                functools.partial(small_gemm.module_ir, letter, host_features()), passes=False)
+            llvm.add_symbol(name, module.address(name))
+            _small_linked.add(letter)
+
+
+def compile_for_good(name: str, module_ir, passes=True):
     """A loaded module of runtime support code that generated code calls by name (the result
-    pool, the serial OpenMP stand-ins), never unloaded: an array's capsule may call into it
-    after every compiled function is gone. Its object code is cached on disk as a program's
-    is (keyed by lumen's source and the target, so that ``module_ir()``, its text, is only
-    built when it is compiled): a process whose programs all come from the disk cache runs
-    LLVM for nothing."""
+    pool, the serial OpenMP stand-ins, the small matrix products), never unloaded: an array's
+    capsule may call into it after every compiled function is gone. Its object code is cached
+    on disk as a program's is (keyed by lumen's source and the target, so that
+    ``module_ir()``, its text, is only built when it is compiled): a process whose programs
+    all come from the disk cache runs LLVM for nothing. ``passes``: `compile_objects`'s."""
     from ..runtime import disk_cache
     from .target import LoadedModule, code_key, compile_objects, disk_cache_info
     key = code_key({"runtime": name})
     objects = disk_cache.load(key)
     if objects is None:
-        objects = compile_objects(module_ir())
+        objects = compile_objects(module_ir(), passes)
         disk_cache.store(key, objects, **disk_cache_info(f"lumen runtime: {name}"))
     module = LoadedModule(objects, runtime=True)
     _runtime_modules.append(module)

@@ -60,9 +60,14 @@ def _new_target_machine():
     program (`compile_objects`) read its constants from the wrong place."""
     _initialise()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=host_features(),
                                         opt=3, reloc="static", codemodel="jitdefault")
+
+
+@functools.cache
+def host_features() -> str:
+    """The host CPU's features, as LLVM's flattened string ("+avx2,+avx512f,...")."""
+    return llvm.get_host_cpu_features().flatten()
 
 
 @functools.cache
@@ -83,7 +88,7 @@ def identity() -> dict:
     integer width its calls are compiled for (part of the disk cache key)."""
     from .symbols import blas
     return {"triple": triple(), "cpu": llvm.get_host_cpu_name(), "blas": blas().source,
-            "features": llvm.get_host_cpu_features().flatten(), "llvmlite": llvmlite.__version__,
+            "features": host_features(), "llvmlite": llvmlite.__version__,
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
 
@@ -124,9 +129,10 @@ def _pipeline(tm):
     return pb, pb.getModulePassManager()
 
 
-def _optimised(llvm_ir: str, tm, context, lib):
-    """Parse, verify and optimise a module for ``tm`` in ``context``, calling LLVM through
-    ``lib`` (`_unlocked_library` or llvmlite's locked one) -> `ModuleRef`."""
+def _optimised(llvm_ir: str, tm, context, lib, passes=True):
+    """Parse, verify and optimise (unless not ``passes``) a module for ``tm`` in ``context``,
+    calling LLVM through ``lib`` (`_unlocked_library` or llvmlite's locked one) ->
+    `ModuleRef`."""
     with ffi.OutputString() as error:
         module = llvm.ModuleRef(lib.LLVMPY_ParseAssembly(
             context, ctypes.c_char_p(llvm_ir.encode()), error), context)
@@ -139,8 +145,9 @@ def _optimised(llvm_ir: str, tm, context, lib):
         with ffi.OutputString() as error:
             if lib.LLVMPY_VerifyModule(module, error):
                 raise RuntimeError(str(error))
-        pb, mpm = _pipeline(tm)
-        lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
+        if passes:
+            pb, mpm = _pipeline(tm)
+            lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
     except BaseException:
         module.close()
         raise
@@ -154,18 +161,19 @@ def optimise(llvm_ir: str):
         return _optimised(llvm_ir, target_machine(), llvm.get_global_context(), ffi.lib)
 
 
-def compile_objects(llvm_ir: str) -> list[bytes]:
+def compile_objects(llvm_ir: str, passes=True) -> list[bytes]:
     """Optimise a module and emit its relocatable object code for the host: one object per
     part of `module_split.split`, the parts compiled at once on as many cores as this process
-    may use (a program's compile time is mostly LLVM's, which runs per part)."""
+    may use (a program's compile time is mostly LLVM's, which runs per part). Without
+    ``passes``, the IR is emitted as written (code generation still optimises)."""
     _initialise()
     parts = split(llvm_ir)
     workers = min(len(parts), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
     if workers == 1:
-        return [_compile_part(part.text) for part in parts]
+        return [_compile_part(part.text, passes) for part in parts]
     with ThreadPoolExecutor(workers, thread_name_prefix="lumen-compile") as pool:
-        futures = {i: pool.submit(_compile_part, parts[i].text)        # longest first
+        futures = {i: pool.submit(_compile_part, parts[i].text, passes)        # longest first
                    for i in sorted(range(len(parts)), key=lambda i: -parts[i].work)}
         return [futures[i].result() for i in range(len(parts))]
 
@@ -178,7 +186,7 @@ def _unlocked_library():
         return ffi.lib
 
 
-def _compile_part(llvm_ir: str) -> bytes:
+def _compile_part(llvm_ir: str, passes=True) -> bytes:
     """One module to object code, in an LLVM context, target machine and pass builder of its
     own, so that several run at once.
 
@@ -191,7 +199,7 @@ def _compile_part(llvm_ir: str) -> bytes:
     tm = _new_target_machine()
     context = llvm.create_context()
     try:
-        module = _optimised(llvm_ir, tm, context, lib)
+        module = _optimised(llvm_ir, tm, context, lib, passes)
         try:
             with ffi.OutputString() as error:
                 buffer = lib.LLVMPY_TargetMachineEmitToMemory(tm, module, 1, error)
@@ -225,6 +233,8 @@ class LoadedModule:
     def __init__(self, objects, runtime=False):
         if not runtime:
             link_runtime()
+            from .symbols import link_small_products
+            link_small_products(objects)
         with LLVM_LOCK:
             self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
             for object_code in objects:

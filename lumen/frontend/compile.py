@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
+from ..codegen_llvm.symbols import link_small_products
 from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, link_runtime,
                                     optimise, runtime_linked)
+from ..ir.ops import BODY_PARAMS
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -85,8 +89,9 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     objects = disk_cache.load(key) if key else None
     optimized = None
     if objects is None:
-        if not runtime_linked():           # on another core while this program compiles
-            threading.Thread(target=_link_runtime_quietly, daemon=True).start()
+        letters = _product_letters(graph)
+        if not runtime_linked() or letters:     # on another core while this program compiles
+            threading.Thread(target=_link_runtime_quietly, args=(letters,), daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
         objects = compile_objects(_lower(optimized, options))
         if key:
@@ -96,13 +101,27 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
                          from_disk=optimized is None)
 
 
-def _link_runtime_quietly():
-    """`link_runtime` on a thread of its own. A failure there is not lost: linking the program
-    calls it again, and raises what that attempt raises."""
+def _link_runtime_quietly(letters):
+    """`link_runtime`, and the small matrix products of these dtypes, on a thread of its own.
+    A failure there is not lost: linking the program calls both again, and raises what that
+    attempt raises."""
     try:
         link_runtime()
+        link_small_products(letters=letters)
     except Exception:
         pass
+
+
+def _product_letters(graph) -> set:
+    """BLAS's prefixes ("s", "d") of the float32 / float64 matrix products in ``graph`` and
+    its loops' bodies: the dtypes whose `small_gemm` kernels the program will call."""
+    letters, graphs = set(), [graph]
+    while graphs:
+        for node in graphs.pop().nodes:
+            if node.op == "matmul" and node.out.dtype in (np.float32, np.float64):
+                letters.add("s" if node.out.dtype == np.float32 else "d")
+            graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
+    return letters
 
 
 def _compile_gpu(graph, out_tree, options) -> CompiledEntry:

@@ -5,21 +5,28 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
-from ..llvmtypes import f32, f64, i8, i8p, i32, i64, value_type
+from ..llvmtypes import f32, f64, i1, i8, i8p, i32, i64, value_type
+from .. import small_gemm
 from ..symbols import blas
+from ..target import host_features
 from .loops import align, copy, nest, strided_copy_function
 from .scalar import LOWER as SCALAR, cast
 
 
 def lower_gemm(ctx, node, args):
-    """alpha * (a @ b) + beta * c: c copied into the result, then ?gemm with beta."""
+    """alpha * (a @ b) + beta * c: the product reads c's values where c has the result's
+    shape and is C-contiguous (``W - lr * x.T @ d``, every SGD step: no copy of W), else from
+    a copy of c (a broadcast bias) in the result."""
     a, b_, c = args
     out = ctx.new_array(node.out)
     alpha, beta = node.params["alpha"], node.params["beta"]
-    if beta:
+    old = out
+    if beta and c.contiguous and c.dtype == out.dtype and tuple(c.dims) == tuple(out.dims):
+        old = c
+    elif beta:
         copy(ctx, c, out)
     batch = list(node.out.type.shape[:-2])
-    gemm = _Gemm(ctx, a, b_, out, alpha, beta)
+    gemm = _Gemm(ctx, a, b_, out, alpha, beta, old)
     operands = [align(ctx, _batch_view(x), batch) for x in (out, gemm.a.arr, gemm.b.arr)]
     nest(ctx, [ctx.dim(d) for d in batch], operands, lambda off, idx: gemm.call(*off),
          list(range(len(batch))), 0, [ctx.i64(0)] * 3, {})
@@ -78,10 +85,10 @@ class _Gemm:
     """Prepares operands once (a contiguous copy where strides do not suit BLAS), then calls
     ``?gemm`` per batch element: C^T = B^T A^T in BLAS's column-major terms."""
 
-    def __init__(self, ctx, a, b_, out, alpha=1.0, beta=0.0):
+    def __init__(self, ctx, a, b_, out, alpha=1.0, beta=0.0, old=None):
         self.ctx = ctx
         self.alpha, self.beta = alpha, beta
-        self.out = out
+        self.out, self.old = out, out if old is None else old
         self.itemsize = out.dtype.itemsize
         self.m, self.k = a.shape[-2], a.shape[-1]
         self.n = b_.shape[-1]
@@ -147,13 +154,16 @@ class _Gemm:
         b.call(self.fn, [self.a.trans, self.b.trans, self.m, self.n, self.k,
                          ir.Constant(ft, float(self.alpha)), b.gep(self.a.arr.data, [off_a]),
                          self.a.ld, b.gep(self.b.arr.data, [off_b]), self.b.ld,
-                         ir.Constant(ft, float(self.beta)), b.gep(self.out.data, [off_c])])
+                         ir.Constant(ft, float(self.beta)), b.gep(self.out.data, [off_c]),
+                         b.gep(self.old.data, [off_c])])
 
 
 def _product_function(ctx, dtype):
     """``void product(i8 trans_a, i8 trans_b, i64 m, i64 n, i64 k, T alpha, i8* a, i64 lda,
-    i8* b, i64 ldb, T beta, i8* c)``: c (m x n, row-major) = alpha * op(a) @ op(b) + beta * c,
-    emitted once per module (every product site is one call). ?gemv when a side is a single
+    i8* b, i64 ldb, T beta, i8* c, i8* c_in)``: c (m x n, row-major) = alpha * op(a) @ op(b) +
+    beta * c_in (c_in: c, or an array of c's layout, copied into c before BLAS runs),
+    emitted once per module (every product site is one call). `small_gemm`'s kernels where
+    they beat BLAS (few rows or few terms, and tiny products); else ?gemv when a side is a single
     row or column (BLAS's gemm would pack the whole matrix for one row: 3x slower at
     1000 x 1000, the recurrent step of an RNN), else ?gemm; C^T = B^T A^T in BLAS's
     column-major terms."""
@@ -166,14 +176,23 @@ def _product_function(ctx, dtype):
     blas_int = i64 if blas().int_bits == 64 else i32
     pint, pf = blas_int.as_pointer(), ft.as_pointer()
     fn = ir.Function(ctx.module, ir.FunctionType(
-        ir.VoidType(), [i8, i8, i64, i64, i64, ft, i8p, i64, i8p, i64, ft, i8p]), name)
+        ir.VoidType(), [i8, i8, i64, i64, i64, ft, i8p, i64, i8p, i64, ft, i8p, i8p]), name)
     fn.linkage = "internal"
     gemm = ctx.function(f"lumen_{prefix}gemm", ir.VoidType(),
                         [i8p, i8p, pint, pint, pint, pf, i8p, pint, i8p, pint, pf, i8p, pint])
     gemv = ctx.function(f"lumen_{prefix}gemv", ir.VoidType(),
                         [i8p, pint, pint, pf, i8p, pint, i8p, pint, pf, i8p, pint])
-    ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c = fn.args
+    ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c, c_in = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    own = ctx.function(small_gemm.NAMES[prefix], ir.VoidType(), [a.type for a in fn.args])
+    with b.if_then(small_gemm.emit_choice(b, prefix, host_features(), ta, tb, m, n, k)):
+        b.call(own, list(fn.args))
+        b.ret_void()
+    with b.if_then(b.and_(b.fcmp_unordered("une", beta, ir.Constant(ft, 0.0)),
+                          b.icmp_unsigned("!=", c, c_in))):
+        move = ctx.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
+        b.call(move, [c, c_in, b.mul(b.mul(m, n), ir.Constant(i64, np.dtype(dtype).itemsize)),
+                      ir.Constant(i1, 0)])
 
     def ref(v):
         """BLAS takes every argument by pointer (Fortran); ints of its width."""
@@ -222,7 +241,7 @@ def _transposed_product(ctx, b, fn, gemm, ref, dtype):
     transposed into place (`loops.strided_copy_function`). Taken where A is row-major, B
     transposed, beta is 0, m < n and the sizes reach `SWAP_MIN_N` / `SWAP_MIN_K`; otherwise
     (or without memory) nothing happens."""
-    ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c = fn.args
+    ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c, _c_in = fn.args
     ft = alpha.type
     itemsize = ir.Constant(i64, dtype.itemsize)
     N, T = ir.Constant(i8, ord("N")), ir.Constant(i8, ord("T"))

@@ -1,0 +1,232 @@
+"""lumen's own matrix products (codegen_llvm/small_gemm.py): the kernels against NumPy in
+float64, every layout, edge and blocking path; which products take them rather than BLAS; the
+products of compiled functions that use them; threads."""
+import ctypes
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ir
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lumen
+from lumen.codegen_llvm import small_gemm, symbols, target
+from lumen.codegen_llvm.llvmtypes import i1, i8, i64
+
+from .oracle import assert_same
+
+DTYPES = (np.float32, np.float64)
+LETTER = {np.float32: "s", np.float64: "d"}
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    target.link_runtime()
+    symbols.link_small_products(letters="sd")
+    out = {}
+    for dtype, letter in LETTER.items():
+        scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+        p, n = ctypes.c_void_p, ctypes.c_int64
+        signature = ctypes.CFUNCTYPE(None, ctypes.c_int8, ctypes.c_int8, n, n, n, scalar, p, n,
+                                     p, n, scalar, p, p)
+        out[dtype] = signature(llvm.address_of_symbol(small_gemm.NAMES[letter]))
+    return out
+
+
+def operand(rng, rows, cols, dtype, transposed):
+    """A rows x cols matrix, stored row-major or (``transposed``) as the transpose of a
+    row-major one, with its BLAS description (trans flag, buffer, leading dimension)."""
+    if transposed:
+        buffer = rng.standard_normal((cols, rows)).astype(dtype)
+        return buffer.T, ord("T"), buffer, max(rows, 1)
+    buffer = rng.standard_normal((rows, cols)).astype(dtype)
+    return buffer, ord("N"), buffer, max(cols, 1)
+
+
+def run(kernel, a, b, alpha, beta, c_in, garbage=np.nan):
+    """kernel's C = alpha * a @ b + beta * c_in (c_in None: C itself, filled with garbage)."""
+    (av, ta, abuf, lda), (bv, tb, bbuf, ldb) = a, b
+    m, n, k = av.shape[0], bv.shape[1], av.shape[1]
+    c = np.full((m, n), garbage, dtype=abuf.dtype)
+    source = c if c_in is None else c_in
+    kernel(ta, tb, m, n, k, alpha, abuf.ctypes.data, lda, bbuf.ctypes.data, ldb, beta,
+           c.ctypes.data, source.ctypes.data)
+    return c
+
+
+def reference(a, b, alpha, beta, c_in):
+    out = alpha * (a[0].astype(np.float64) @ b[0].astype(np.float64))
+    return out if c_in is None or beta == 0 else out + beta * c_in
+
+
+def close(got, want, dtype, k):
+    tol = (2e-6 if dtype == np.float32 else 1e-14) * max(k, 1) ** 0.5 * 8
+    scale = max(np.abs(want).max(initial=0.0), 1.0)
+    assert np.abs(got - want).max(initial=0.0) <= tol * scale, np.abs(got - want).max()
+
+
+LAYOUTS = [("N", "N"), ("T", "N"), ("N", "T")]
+SHAPES = [
+    (1, 1, 1), (1, 7, 5), (3, 3, 3),                 # tiny, single rows, a column of C
+    (60, 1000, 784), (60, 1000, 1000),               # few rows: a batch through a layer
+    (10, 97, 300), (7, 13, 1100),                    # ragged panels, term blocks of KC
+    (1000, 130, 60), (200, 800, 25),                 # few terms: the weight update
+    (60, 10, 500), (25, 9, 130),                     # narrow C: the output layer
+    (60, 200, 10), (40, 33, 3),                      # B transposed with few terms
+    (1, 800, 200), (1, 200, 800), (1, 33, 17),       # one row: h @ W_h, d @ W_h.T
+    (64, 64, 64), (65, 70, 80),                      # where the choice changes
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS, ids="".join)
+@pytest.mark.parametrize("m,n,k", SHAPES)
+def test_kernels_match_numpy(kernels, dtype, layout, m, n, k):
+    rng = np.random.default_rng(m * 10007 + n * 101 + k)
+    a = operand(rng, m, k, dtype, layout[0] == "T")
+    b = operand(rng, k, n, dtype, layout[1] == "T")
+    c_in = rng.standard_normal((m, n)).astype(dtype)
+    for alpha, beta, source in ((1.0, 0.0, None), (-0.01, 1.0, c_in), (2.0, 0.5, None)):
+        start = None if source is None else source.copy()
+        got = run(kernels[dtype], a, b, alpha, beta, source, garbage=0.25)
+        want = reference(a, b, alpha, beta, 0.25 * np.ones((m, n)) if source is None else start)
+        close(got, want, dtype, k)
+        if source is not None:
+            np.testing.assert_array_equal(source, start)        # c_in is only read
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 80), n=st.integers(1, 150), k=st.integers(1, 600),
+       layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(DTYPES),
+       beta=st.sampled_from([0.0, 1.0, -0.5]))
+def test_kernels_match_numpy_at_any_size(kernels, m, n, k, layout, dtype, beta):
+    rng = np.random.default_rng(m + 1000 * n + 10 ** 6 * k)
+    a = operand(rng, m, k, dtype, layout[0] == "T")
+    b = operand(rng, k, n, dtype, layout[1] == "T")
+    c_in = rng.standard_normal((m, n)).astype(dtype)
+    close(run(kernels[dtype], a, b, 0.75, beta, c_in), reference(a, b, 0.75, beta, c_in),
+          dtype, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_beta_zero_never_reads_c(kernels, dtype):
+    """C may hold anything where beta is 0 (a fresh result): NaN there must not leak in."""
+    rng = np.random.default_rng(0)
+    for m, n, k, layout in ((60, 100, 300, "NN"), (5, 40, 200, "NT"), (1, 50, 20, "NN")):
+        a = operand(rng, m, k, dtype, False)
+        b = operand(rng, k, n, dtype, layout[1] == "T")
+        got = run(kernels[dtype], a, b, 1.0, 0.0, None, garbage=np.nan)
+        assert np.isfinite(got).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_terms_scale_c(kernels, dtype):
+    a = operand(np.random.default_rng(1), 4, 0, dtype, False)
+    b = operand(np.random.default_rng(2), 0, 5, dtype, False)
+    c_in = np.arange(20, dtype=dtype).reshape(4, 5)
+    np.testing.assert_array_equal(run(kernels[dtype], a, b, 1.0, 2.0, c_in), 2 * c_in)
+    np.testing.assert_array_equal(run(kernels[dtype], a, b, 1.0, 0.0, None), np.zeros((4, 5)))
+
+
+def test_threads_split_the_work_but_not_the_numbers(kernels):
+    """Each element is summed in the same order whether the rows or the columns are shared
+    out between threads, so the results are the same to the bit."""
+    rng = np.random.default_rng(3)
+    previous = symbols.set_num_threads(1)
+    try:
+        for m, n, k, layout in ((60, 1000, 700, "NN"), (2, 3000, 400, "NN"),
+                                (60, 900, 500, "NT"), (1000, 700, 60, "TN")):
+            a = operand(rng, m, k, np.float32, layout[0] == "T")
+            b = operand(rng, k, n, np.float32, layout[1] == "T")
+            symbols.set_num_threads(1)
+            one = run(kernels[np.float32], a, b, 1.0, 0.0, None)
+            symbols.set_num_threads(3)
+            np.testing.assert_array_equal(run(kernels[np.float32], a, b, 1.0, 0.0, None), one)
+    finally:
+        symbols.set_num_threads(previous)
+
+
+# -- which products take the kernels -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def choice():
+    """emit_choice compiled on its own: choice(letter)(ta, tb, m, n, k) -> bool."""
+    module = ir.Module("choice")
+    for letter in "sd":
+        fn = ir.Function(module, ir.FunctionType(i8, [i8, i8, i64, i64, i64]), f"choice_{letter}")
+        b = ir.IRBuilder(fn.append_basic_block())
+        taken = small_gemm.emit_choice(b, letter, target.host_features(), *fn.args)
+        b.ret(b.zext(taken, i8) if taken.type == i1 else taken)
+    loaded = target.LoadedModule(target.compile_objects(str(module)))
+    signature = ctypes.CFUNCTYPE(ctypes.c_int8, ctypes.c_int8, ctypes.c_int8, ctypes.c_int64,
+                                 ctypes.c_int64, ctypes.c_int64)
+    functions = {letter: signature(loaded.address(f"choice_{letter}")) for letter in "sd"}
+    functions["module"] = loaded
+    return lambda letter: (lambda ta, tb, m, n, k: bool(functions[letter](ord(ta), ord(tb), m,
+                                                                            n, k)))
+
+
+@pytest.mark.parametrize("letter", ["s", "d"])
+def test_which_products_take_the_kernels(choice, letter):
+    taken = choice(letter)
+    lanes = small_gemm.lanes(letter, target.host_features())
+    assert taken("N", "N", 60, 1000, 1000)           # a batch through a layer
+    assert taken("T", "N", 1000, 1000, 60)           # the weight update
+    assert taken("N", "T", 60, 1000, 1000)           # back through a layer
+    assert taken("N", "T", 60, 1000, 10)             # ... the output layer (a copy of B^T)
+    assert taken("N", "N", 1, 800, 200)              # one row
+    assert taken("T", "N", 4, 4, 4) and taken("N", "N", 3, 1, 2)    # tiny
+    assert not taken("T", "T", 4, 4, 4)              # both transposed: BLAS, at any size
+    assert not taken("T", "T", 60, 1000, 1000)
+    assert not taken("N", "N", 500, 500, 500)        # square products: BLAS packs and wins
+    assert not taken("N", "T", 500, 500, 500)
+    assert not taken("N", "N", 60, 1, 1000)          # a column of C: BLAS's ?gemv
+    assert not taken("N", "N", 3, 4, 0)              # no terms
+    long_k = small_gemm.DOT_MIN_VECTORS * lanes
+    assert taken("N", "T", 64, 500, long_k) and not taken("N", "T", 65, 500, long_k)
+    short_k = min(small_gemm.FEW, long_k - 1)       # B^T copied: few terms, any rows
+    assert taken("N", "T", 65, 500, short_k)
+    assert not taken("N", "T", 65, 500, max(long_k, small_gemm.FEW + 1))
+
+
+# -- compiled functions -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_training_step_updates_without_touching_its_inputs(dtype):
+    """``W - lr * x.T @ d`` reads W where it lies (no copy into the result first), and
+    leaves W as it was; a transposed W takes the copy."""
+    rng = np.random.default_rng(4)
+    step = lumen.jit(lambda w, x, d: w - 0.01 * (x.T @ d))
+    for m, n, k in ((784, 500, 60), (30, 40, 5), (3, 70, 1)):
+        w = rng.standard_normal((m, n)).astype(dtype)
+        x, d = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        kept = w.copy()
+        want = w - dtype(0.01) * (x.T @ d)
+        assert_same(step(w, x, d), want, exact=False)
+        np.testing.assert_array_equal(w, kept)
+        assert_same(step(np.asfortranarray(w), x, d), want, exact=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_layers_forward_and_backward(dtype):
+    rng = np.random.default_rng(5)
+    forward = lumen.jit(lambda x, w, b: np.tanh(x @ w + b))
+    backward = lumen.jit(lambda d, w: d @ w.T)
+    batched = lumen.jit(lambda xs, w: xs @ w)
+    for batch, n_in, n_out in ((1, 784, 500), (10, 784, 1000), (60, 500, 10), (7, 3, 2)):
+        x = rng.standard_normal((batch, n_in)).astype(dtype)
+        w = rng.standard_normal((n_in, n_out)).astype(dtype)
+        b = rng.standard_normal(n_out).astype(dtype)
+        d = rng.standard_normal((batch, n_out)).astype(dtype)
+        assert_same(forward(x, w, b), np.tanh(x @ w + b), exact=False, rtol=1e-4)
+        assert_same(backward(d, w), d @ w.T, exact=False, rtol=1e-4)
+        xs = rng.standard_normal((3, batch, n_in)).astype(dtype)
+        assert_same(batched(xs, w), xs @ w, exact=False, rtol=1e-4)
+
+
+def test_vector_width_follows_the_host():
+    assert small_gemm.vector_bytes("+sse2,+avx,+avx2,+avx512f,-amx-tile") == 64
+    assert small_gemm.vector_bytes("+sse2,+avx,+avx2,-avx512f") == 32
+    assert small_gemm.vector_bytes("+sse2,-avx") == 16
+    assert small_gemm.lanes("s", "+avx512f") == 16 and small_gemm.lanes("d", "+avx") == 4
