@@ -55,8 +55,12 @@ SWEEP_TERMS = 4
 KC = 512
 #: Heights of the dot-product tiles in rows of A, and their width in rows of B.
 DOT_TILES, DOT_COLS = (4, 2, 1), 4
-#: Multiply-adds from which a product runs on the OpenMP team.
-PARALLEL_WORK = 1 << 20
+#: A product runs on the OpenMP team from this many multiply-adds (~40 µs on one core: waking
+#: the team costs several µs), or where B has this many elements (a single row of C streams
+#: B from memory, faster on two cores).
+PARALLEL_WORK, PARALLEL_B = 1 << 22, 1 << 20
+#: Rows of C from which B transposed with few terms is copied out (`exported`).
+COPY_MIN_ROWS = 4
 #: Products up to this many multiply-adds always run here (BLAS's call costs ~1 µs).
 TINY = 1 << 15
 #: "Few" rows or terms (`emit_choice`); B transposed takes the dot products from
@@ -551,11 +555,13 @@ class _Emitter:
             put(q, v)
         # B transposed with a short inner axis (``d @ W_out.T``, W_out 10 classes wide): a
         # vector or less per dot product would leave the kernel summing lanes, so B^T (k x n,
-        # a few rows) is copied out and multiplied by rows
+        # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
+        # the copy (an RNN's ``dh @ W_h.T``, one row, keeps the dot products)
         scratch = b.alloca(i8p)
         b.store(ir.Constant(i8p, None), scratch)
-        with b.if_then(b.and_(b.icmp_unsigned("==", tb, ir.Constant(i8, _T)), b.icmp_signed(
-                "<", k, ir.Constant(i64, DOT_MIN_VECTORS * self.lanes)))):
+        short = b.icmp_signed("<", k, ir.Constant(i64, DOT_MIN_VECTORS * self.lanes))
+        with b.if_then(b.and_(b.and_(b.icmp_unsigned("==", tb, ir.Constant(i8, _T)), short),
+                              b.icmp_signed(">=", m, ir.Constant(i64, COPY_MIN_ROWS)))):
             block = b.call(self.declare("malloc", i8p, [i64]),
                            [b.mul(b.mul(k, n), ir.Constant(i64, self.size))])
             with b.if_then(b.icmp_unsigned("!=", block, ir.Constant(i8p, None))):
@@ -567,7 +573,9 @@ class _Emitter:
         threads = ir.GlobalVariable(self.module, i32, name="lumen_num_threads")
         threads.linkage = "external"
         threads = b.load(threads)
-        fork = b.and_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir.Constant(i64, PARALLEL_WORK)),
+        large = b.or_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir.Constant(i64, PARALLEL_WORK)),
+                      b.icmp_signed(">=", b.mul(n, k), ir.Constant(i64, PARALLEL_B)))
+        fork = b.and_(large,
                       b.icmp_signed(">", threads, ir.Constant(i32, 1)))
         run = self.declare("lumen_GOMP_parallel", ir.VoidType(), [region.type, i8p, i32, i32])
         with b.if_else(fork) as (on_team, alone):
