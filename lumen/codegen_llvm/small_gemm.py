@@ -82,9 +82,11 @@ def lanes(letter: str, features: str) -> int:
 
 def emit_choice(b, letter, features, ta, tb, m, n, k):
     """IR (at ``b``) for whether the product goes to `NAMES`[letter] rather than BLAS: tiny
-    products; else those with few rows or few terms, B untransposed, or B transposed and A
-    not, where few rows suit the dot products and few terms the copy of B^T. Not a column of
-    C (BLAS's ?gemv), nor both operands transposed."""
+    products; else products of matrices with few rows or few terms, B untransposed, or B
+    transposed and A not, where few rows suit the dot products and few terms the copy of B^T.
+    Not both operands transposed, nor a vector beyond the tiny ones: BLAS's ?gemv streams a
+    large matrix past one row of C faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500
+    and 1000 on two threads took 1.2-1.5x as long with `row_sweep`), as fast on one."""
     def const(x):
         return ir.Constant(i64, x)
     plain_a = b.icmp_unsigned("==", ta, ir.Constant(i8, _N))
@@ -93,7 +95,7 @@ def emit_choice(b, letter, features, ta, tb, m, n, k):
     few_terms = b.icmp_signed("<=", k, const(FEW))
     short = b.icmp_signed("<", k, const(DOT_MIN_VECTORS * lanes(letter, features)))
     transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
-    matrices = b.icmp_signed(">=", n, const(2))
+    matrices = b.and_(b.icmp_signed(">=", m, const(2)), b.icmp_signed(">=", n, const(2)))
     suits = b.and_(matrices, b.select(plain_b, b.or_(few_rows, few_terms), transposed))
     tiny = b.and_(b.or_(plain_a, plain_b),
                   b.icmp_signed("<=", b.mul(b.mul(m, n), k), const(TINY)))
@@ -164,7 +166,8 @@ class _Emitter:
     @staticmethod
     def loop(b, start, stop, step, carried, body, name):
         """``for (i = start; i < stop; i += step) carried = body(b, i, carried)``: the final
-        carried values (SSA values threaded through phis)."""
+        carried values (SSA values threaded through phis). With ``step`` None, the body
+        returns ``(carried, step)``, a step of its own making."""
         fn = b.function
         head, loop, done = (fn.append_basic_block(f"{name}.{part}")
                             for part in ("head", "body", "done"))
@@ -180,6 +183,8 @@ class _Emitter:
         b.cbranch(b.icmp_signed("<", i, stop), loop, done)
         b.position_at_end(loop)
         new = body(b, i, phis)
+        if step is None:
+            new, step = new
         i.add_incoming(b.add(i, step), b.block)
         for ph, v in zip(phis, new):
             ph.add_incoming(v, b.block)
@@ -192,34 +197,26 @@ class _Emitter:
         bound = ir.Constant(i64, bound)
         return b.select(b.icmp_signed(">", x, bound), bound, x)
 
-    @staticmethod
-    def by_height(b, left, tiles, call):
+    def by_height(self, b, left, tiles, call):
         """Cover ``left`` rows with tiles of the given heights, the tallest that fits each
         time: ``call(b, tile_height, row_offset)`` (the offset an i64 value)."""
-        fn = b.function
-        head, pick, done = (fn.append_basic_block(f"rows.{part}")
-                            for part in ("head", "pick", "done"))
-        pre = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        at = b.phi(i64)
-        at.add_incoming(ir.Constant(i64, 0), pre)
-        b.cbranch(b.icmp_signed("<", at, left), pick, done)
-        b.position_at_end(pick)
-        rest = b.sub(left, at)
-        height = ir.Constant(i64, tiles[-1])
-        for t in reversed(tiles[:-1]):
-            height = b.select(b.icmp_signed(">=", rest, ir.Constant(i64, t)),
-                              ir.Constant(i64, t), height)
-        sw = b.switch(height, done)
-        for t in tiles:
-            case = fn.append_basic_block(f"rows.{t}")
-            sw.add_case(ir.Constant(i64, t), case)
-            b.position_at_end(case)
-            call(b, t, at)
-            at.add_incoming(b.add(at, ir.Constant(i64, t)), b.block)
-            b.branch(head)
-        b.position_at_end(done)
+        def cover(b, at, _):
+            rest = b.sub(left, at)
+            height = ir.Constant(i64, tiles[-1])
+            for t in reversed(tiles[:-1]):
+                height = b.select(b.icmp_signed(">=", rest, ir.Constant(i64, t)),
+                                  ir.Constant(i64, t), height)
+            covered = b.function.append_basic_block("rows.covered")
+            sw = b.switch(height, covered)
+            for t in tiles:
+                case = b.function.append_basic_block(f"rows.{t}")
+                sw.add_case(ir.Constant(i64, t), case)
+                b.position_at_end(case)
+                call(b, t, at)
+                b.branch(covered)
+            b.position_at_end(covered)
+            return [], height
+        self.loop(b, ir.Constant(i64, 0), left, None, [], cover, "rows")
 
     # -- B with contiguous rows --------------------------------------------------------------
 
