@@ -1,4 +1,4 @@
-"""`lumen.profile`: where the time of a compiled function goes, per kernel, BLAS call and loop.
+"""`lumen.profile`: where the time of a compiled function goes, per kernel, matrix product and loop.
 
 The function is compiled a second time with timing counters in its native code
 (`lumen.codegen_llvm.profiling`): a separate `Jitted` whose options say ``profile``, so that the
@@ -32,7 +32,7 @@ def profile(fn, **options):
 
     ``p(*args)`` runs ``fn`` compiled as `lumen.jit` compiles it (``options`` are jit's
     keyword arguments, by default those of ``fn`` when it is jitted), with a clock read
-    around each node of the optimised program that does work: fused kernels, BLAS calls
+    around each node of the optimised program that does work: fused kernels, matrix products
     (``gemm``, ``matmul``), loops and branches (``scan``, ``while_loop``, ``cond``) and their
     bodies' nodes. The results are the function's; the times add up over calls.
 
