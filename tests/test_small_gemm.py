@@ -175,9 +175,9 @@ def test_which_products_take_the_kernels(choice, letter):
     assert taken("T", "N", 1000, 1000, 60)           # the weight update
     assert taken("N", "T", 60, 1000, 1000)           # back through a layer
     assert taken("N", "T", 60, 1000, 10)             # ... the output layer (a copy of B^T)
-    assert taken("N", "N", 1, 80, 200)               # one row: tiny, ...
-    assert not taken("N", "N", 1, 800, 200)          # ... else BLAS's ?gemv
-    assert taken("T", "N", 4, 4, 4) and taken("N", "N", 3, 1, 2)    # tiny
+    assert not taken("N", "N", 1, 80, 200)           # one row, tiny or not: BLAS's ?gemv
+    assert not taken("N", "N", 1, 800, 200)
+    assert taken("T", "N", 4, 4, 4) and not taken("N", "N", 3, 1, 2)    # tiny, not a column
     assert not taken("T", "T", 4, 4, 4)              # both transposed: BLAS, at any size
     assert not taken("T", "T", 60, 1000, 1000)
     assert not taken("N", "N", 500, 500, 500)        # square products: BLAS packs and wins

@@ -12,8 +12,7 @@ where they lie:
   a few vectors of columns stays in registers while the terms are added, each a broadcast
   element of A times a vector of B's row. C is cut into column panels of `PANEL` vectors and
   the terms into blocks of `KC`, so that the block of B being read stays in the L2 cache for
-  every row block of A; rows of B are fetched ahead (`PREFETCH_ROWS`). A single row of C
-  (``h @ W_h``) is swept instead, a few rows of B at a time (`row_sweep`).
+  every row block of A; rows of B are fetched ahead (`PREFETCH_ROWS`).
 * B transposed, A with contiguous rows (``d @ w.T``): each element of C is the dot product of
   two contiguous rows, summed in vector lanes for a tile of rows of A and of B (`DOT_TILES`);
   with few terms, B^T is copied out and multiplied by rows instead.
@@ -32,7 +31,9 @@ threads ran 11.8 ms with OpenBLAS's threads spinning, 7.4 ms without).
 from __future__ import annotations
 
 import llvmlite.ir as ir
+import numpy as np
 
+from ..ir.ops import BODY_PARAMS
 from .llvmtypes import f32, f64, i1, i8, i8p, i32, i64
 
 #: The exported function per BLAS prefix: ``void f(i8 trans_a, i8 trans_b, i64 m, i64 n,
@@ -49,15 +50,13 @@ PANEL = 4
 PREFETCH_ROWS = 24
 #: A block of B up to this size is read from the L2 cache by every row block of C.
 ROWS_FIRST_BYTES = 256 << 10
-#: Rows of B added per pass across a single row of C (`row_sweep`).
-SWEEP_TERMS = 4
 #: Terms per block: a block of a panel of B is KC x PANEL vectors (128 KiB with AVX-512).
 KC = 512
 #: Heights of the dot-product tiles in rows of A, and their width in rows of B.
 DOT_TILES, DOT_COLS = (4, 2, 1), 4
 #: A product runs on the OpenMP team from this many multiply-adds (~40 µs on one core: waking
-#: the team costs several µs), or where B has this many elements (a single row of C streams
-#: B from memory, faster on two cores).
+#: the team costs several µs), or where B has this many elements (a few rows of C stream a
+#: large B from memory, faster on two cores).
 PARALLEL_WORK, PARALLEL_B = 1 << 22, 1 << 20
 #: Rows of C from which B transposed with few terms is copied out (`exported`).
 COPY_MIN_ROWS = 4
@@ -81,12 +80,13 @@ def lanes(letter: str, features: str) -> int:
 
 
 def emit_choice(b, letter, features, ta, tb, m, n, k):
-    """IR (at ``b``) for whether the product goes to `NAMES`[letter] rather than BLAS: tiny
-    products; else products of matrices with few rows or few terms, B untransposed, or B
+    """IR (at ``b``) for whether the product goes to `NAMES`[letter] rather than BLAS:
+    products of matrices, tiny ones or those with few rows or few terms, B untransposed, or B
     transposed and A not, where few rows suit the dot products and few terms the copy of B^T.
-    Not both operands transposed, nor a vector beyond the tiny ones: BLAS's ?gemv streams a
-    large matrix past one row of C faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500
-    and 1000 on two threads took 1.2-1.5x as long with `row_sweep`), as fast on one."""
+    Not both operands transposed, nor a single row or column of C: BLAS's ?gemv streams a
+    large matrix past one row faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500 and
+    1000 on two threads took 1.2-1.5x as long through these kernels), as fast on one, and
+    small ones no slower."""
     def const(x):
         return ir.Constant(i64, x)
     plain_a = b.icmp_unsigned("==", ta, ir.Constant(i8, _N))
@@ -96,10 +96,23 @@ def emit_choice(b, letter, features, ta, tb, m, n, k):
     short = b.icmp_signed("<", k, const(DOT_MIN_VECTORS * lanes(letter, features)))
     transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
     matrices = b.and_(b.icmp_signed(">=", m, const(2)), b.icmp_signed(">=", n, const(2)))
-    suits = b.and_(matrices, b.select(plain_b, b.or_(few_rows, few_terms), transposed))
+    suits = b.select(plain_b, b.or_(few_rows, few_terms), transposed)
     tiny = b.and_(b.or_(plain_a, plain_b),
                   b.icmp_signed("<=", b.mul(b.mul(m, n), k), const(TINY)))
-    return b.and_(b.or_(tiny, suits), b.icmp_signed(">=", k, const(1)))
+    return b.and_(b.and_(matrices, b.or_(tiny, suits)), b.icmp_signed(">=", k, const(1)))
+
+
+def graph_letters(graph) -> set:
+    """BLAS's prefixes ("s", "d") of the float32 / float64 matrix products in ``graph`` and
+    its loops' bodies: the dtypes whose kernels the program will call (linked while it
+    compiles, `frontend.compile`)."""
+    letters, graphs = set(), [graph]
+    while graphs:
+        for node in graphs.pop().nodes:
+            if node.op == "matmul" and node.out.dtype in (np.float32, np.float64):
+                letters.add("s" if node.out.dtype == np.float32 else "d")
+            graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
+    return letters
 
 
 class _Emitter:
@@ -345,53 +358,6 @@ class _Emitter:
             b.ret_void()
         return fn
 
-    def row_sweep(self):
-        """``sweep(a, sap, b, ldb, c, old, k, alpha, beta, j_lo, j_hi)``: one row of C (a
-        vector times a matrix, an RNN's ``h @ W_h``), columns [j_lo, j_hi): C = beta * OLD,
-        then `SWEEP_TERMS` rows of B at a time added across C, so that B streams through in
-        its own order while C (a row) stays in the L1 cache."""
-        fn, b = self.function("sweep", [self.tp, i64, self.tp, i64, self.tp, self.tp, i64,
-                                        self.t, self.t, i64, i64])
-        a, sap, bb, ldb, c, old_c, k, alpha, beta, j_lo, j_hi = fn.args
-        lanes = ir.Constant(i64, self.lanes)
-        whole_end = b.add(j_lo, b.mul(b.sdiv(b.sub(j_hi, j_lo), lanes), lanes))
-        keep = b.fcmp_unordered("une", beta, ir.Constant(self.t, 0.0))
-        vbeta, zero = self.splat(b, beta), ir.Constant(self.vec, None)
-
-        def across(update):
-            """update(b, j, mask) for every vector of columns, the last one masked."""
-            self.loop(b, j_lo, whole_end, lanes, [], lambda b, j, _: update(b, j, None) or [],
-                      "sj")
-            with b.if_then(b.icmp_signed("<", whole_end, j_hi)):
-                update(b, whole_end, self.mask(b, b.sub(j_hi, whole_end)))
-
-        def start(b, j, mask):
-            old = b.select(keep, b.fmul(vbeta, self.load(b, old_c, j, mask)), zero)
-            self.store(b, old, c, j, mask)
-        across(start)
-
-        def terms(count):
-            def body(b, p, _):
-                xs = [self.splat(b, b.fmul(alpha, b.load(b.gep(a, [b.mul(
-                    b.add(p, ir.Constant(i64, q)), sap)])))) for q in range(count)]
-                rows = [b.gep(bb, [b.mul(b.add(p, ir.Constant(i64, q)), ldb)])
-                        for q in range(count)]
-
-                def add(b, j, mask):
-                    total = self.load(b, c, j, mask)
-                    for x, row in zip(xs, rows):
-                        total = self.fma(b, x, self.load(b, row, j, mask), total)
-                    self.store(b, total, c, j, mask)
-                across(add)
-                return []
-            return body
-        grouped = b.mul(b.sdiv(k, ir.Constant(i64, SWEEP_TERMS)), ir.Constant(i64, SWEEP_TERMS))
-        self.loop(b, ir.Constant(i64, 0), grouped, ir.Constant(i64, SWEEP_TERMS), [],
-                  terms(SWEEP_TERMS), "sp")
-        self.loop(b, grouped, k, ir.Constant(i64, 1), [], terms(1), "spt")
-        b.ret_void()
-        return fn
-
     # -- B transposed: dot products ----------------------------------------------------------
 
     def dot_tile(self, rows, cols):
@@ -473,7 +439,7 @@ class _Emitter:
         """`NAMES`' function: the work on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C as a
         function of the ranges, run on this thread for all of C, or on each thread of the team
         for its share."""
-        rows, dots, sweep = self.rows_driver(), self.dot_driver(), self.row_sweep()
+        rows, dots = self.rows_driver(), self.dot_driver()
         t, tp = self.t, self.tp
         packed_t = ir.LiteralStructType([i8, i8, i64, i64, i64, t, tp, i64, tp, i64, t, tp, tp])
         work, wb = self.function("part", [packed_t.as_pointer(), i64, i64, i64, i64])
@@ -491,11 +457,6 @@ class _Emitter:
             with dot:
                 wb.call(dots, [m, a, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi])
             with by_rows:
-                single = wb.icmp_signed("==", m, one)
-                with wb.if_then(single):
-                    wb.call(sweep, [a, sap, bb, ldb, c, c_in, k, alpha, beta, j_lo, j_hi])
-                    wb.ret_void()
-
                 def block(b, kb, _):
                     kc = b.sub(k, kb)
                     kc = b.select(b.icmp_signed(">", kc, ir.Constant(i64, KC)),
@@ -553,7 +514,7 @@ class _Emitter:
         # B transposed with a short inner axis (``d @ W_out.T``, W_out 10 classes wide): a
         # vector or less per dot product would leave the kernel summing lanes, so B^T (k x n,
         # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
-        # the copy (an RNN's ``dh @ W_h.T``, one row, keeps the dot products)
+        # the copy (two or three rows keep the dot products)
         scratch = b.alloca(i8p)
         b.store(ir.Constant(i8p, None), scratch)
         short = b.icmp_signed("<", k, ir.Constant(i64, DOT_MIN_VECTORS * self.lanes))

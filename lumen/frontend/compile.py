@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
+from ..codegen_llvm import small_gemm
 from ..codegen_llvm.symbols import link_small_products
 from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, link_runtime,
                                     optimise, runtime_linked)
-from ..ir.ops import BODY_PARAMS
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -89,7 +87,7 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     objects = disk_cache.load(key) if key else None
     optimized = None
     if objects is None:
-        letters = _product_letters(graph)
+        letters = small_gemm.graph_letters(graph)
         if not runtime_linked() or letters:     # on another core while this program compiles
             threading.Thread(target=_link_runtime_quietly, args=(letters,), daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
@@ -110,18 +108,6 @@ def _link_runtime_quietly(letters):
         link_small_products(letters=letters)
     except Exception:
         pass
-
-
-def _product_letters(graph) -> set:
-    """BLAS's prefixes ("s", "d") of the float32 / float64 matrix products in ``graph`` and
-    its loops' bodies: the dtypes whose `small_gemm` kernels the program will call."""
-    letters, graphs = set(), [graph]
-    while graphs:
-        for node in graphs.pop().nodes:
-            if node.op == "matmul" and node.out.dtype in (np.float32, np.float64):
-                letters.add("s" if node.out.dtype == np.float32 else "d")
-            graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
-    return letters
 
 
 def _compile_gpu(graph, out_tree, options) -> CompiledEntry:
