@@ -11,6 +11,9 @@ Phases and what each guarantees to the next:
    later passes remove are kept: ``Graph.all_checks``).
 4. ``specialize``: matrix product + bias / scaling / subtraction -> one BLAS ``gemm``; after
    unify_dims, so that a gradient reshaped to its parameter's sizes is seen as the product.
+   The sizes are unified again after it: a product of the graph's inputs takes their sizes,
+   which unify_dims leaves as they are (a kernel reading ``x @ W`` would otherwise see sizes
+   other than its own, and run as a strided loop nest instead of one vectorised loop).
 5. ``kernelize``: every elementwise and reduce node becomes a single-op ``kernel``.
 6. ``fuse``: kernels merged (elementwise chains, producers into reductions, epilogues).
 """
@@ -41,8 +44,8 @@ PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
     ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
-    ("specialize", lambda g, fastmath, disabled: apply_rules(g, simplify.EXACT + specialize.RULES,
-                                                             disabled)),
+    ("specialize", lambda g, fastmath, disabled: unify_dims(
+        apply_rules(g, simplify.EXACT + specialize.RULES, disabled))),
     ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
     ("fuse", lambda g, fastmath, disabled: fuse(g)),
 )
