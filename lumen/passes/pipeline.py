@@ -39,13 +39,21 @@ def _stabilize(graph, fastmath, disabled):
     return apply_rules(graph, simplify.EXACT + stabilize.RULES, disabled)
 
 
+def _specialize(graph, disabled):
+    """The BLAS rewrites, then the sizes unified again (see phase 4 above); the graph keeps
+    the rewrites' record."""
+    rewritten = apply_rules(graph, simplify.EXACT + specialize.RULES, disabled)
+    unified = unify_dims(rewritten)
+    unified.rewrites = rewritten.rewrites
+    return unified
+
+
 #: (name, pass) in order; each takes (graph, fastmath, disabled rule names) -> new graph.
 PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
     ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
-    ("specialize", lambda g, fastmath, disabled: unify_dims(
-        apply_rules(g, simplify.EXACT + specialize.RULES, disabled))),
+    ("specialize", lambda g, fastmath, disabled: _specialize(g, disabled)),
     ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
     ("fuse", lambda g, fastmath, disabled: fuse(g)),
 )
