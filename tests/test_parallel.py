@@ -31,8 +31,12 @@ THREAD_COUNTS = (1, 2, 3)
 @pytest.fixture(scope="module", autouse=True)
 def _runtime_registered():
     """The first compile registers the OpenMP runtime (and reads LUMEN_NUM_THREADS), which
-    `threads` then overrides."""
+    `threads` then overrides. Loops fork from `THRESHOLD` here, whatever waking the team
+    costs on this machine, so that the sizes below straddle the fork."""
     lumen.jit(lambda x: x + 1)(np.zeros(1))
+    calibrated, symbols.fork_work.value = symbols.fork_work.value, THRESHOLD
+    yield
+    symbols.fork_work.value = calibrated
 
 
 @contextlib.contextmanager
@@ -363,3 +367,42 @@ def test_idle_threads_sleep_at_once_unless_the_user_chose(tmp_path, env, used, l
     assert done.returncode == 0, done.stderr
     assert f"GOMP_SPINCOUNT = '{used}'" in done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["spin"] == left
+
+
+# -- the fork threshold ----------------------------------------------------------------------
+
+def test_fork_threshold_follows_the_cost_of_waking_the_team():
+    assert symbols.fork_threshold(0) == THRESHOLD
+    assert symbols.fork_threshold(2_000) == THRESHOLD              # bare metal: a few µs
+    assert symbols.fork_threshold(40_000) == 2 * 40_000 * symbols.WORK_PER_NS
+    assert symbols.fork_threshold(10**9) == symbols.FORK_WORK_MAX
+
+
+def test_fork_threshold_is_measured_when_the_runtime_registers(tmp_path):
+    """A fresh process: registering the runtime times the team's wake-up and sets the
+    threshold generated code reads, within its bounds."""
+    script = ("import json, numpy as np, lumen\n"
+              "from lumen.codegen_llvm import symbols\n"
+              "before = symbols.fork_work.value\n"
+              "lumen.jit(lambda x: x + 1)(np.zeros(1))\n"
+              "print(json.dumps([before, symbols.fork_work.value]))\n")
+    env = dict(os.environ, PYTHONPATH=ROOT, LUMEN_CACHE_DIR=str(tmp_path), LUMEN_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    before, after = json.loads(out.strip().splitlines()[-1])
+    assert before == THRESHOLD
+    assert THRESHOLD <= after <= symbols.FORK_WORK_MAX
+
+
+def test_forking_is_decided_against_the_run_time_threshold():
+    f = lumen.jit(axpy)
+    text = f.lower(sample(10, "float32"), sample(10, "float32")).llvm_ir()
+    assert '@"lumen_fork_work"' in text
+    a, b = sample(3 * AXPY_POINTS, "float32"), sample(3 * AXPY_POINTS, "float32", seed=1)
+    expected = f(a, b)
+    calibrated, symbols.fork_work.value = symbols.fork_work.value, symbols.FORK_WORK_MAX
+    try:
+        with threads(2):
+            np.testing.assert_array_equal(f(a, b), expected, strict=True)
+    finally:
+        symbols.fork_work.value = calibrated

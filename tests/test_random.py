@@ -236,13 +236,18 @@ def test_bitwise_the_same_on_one_and_two_threads():
                                 random.uniform(k, x.shape), random.bernoulli(k, 0.5, x.shape)))
     k, x = random.key(12), np.zeros(n)
     assert 'call void @"lumen_GOMP_parallel"' in f.lower(k, x).llvm_ir()
+    f(k, x)                 # compiled, and the runtime registered (which sets the threshold)
     results = []
-    for threads in (1, 2):
-        previous = symbols.set_num_threads(threads)
-        try:
-            results.append(f(k, x))
-        finally:
-            symbols.set_num_threads(previous)
+    calibrated, symbols.fork_work.value = symbols.fork_work.value, THRESHOLD   # n forks
+    try:
+        for threads in (1, 2):
+            previous = symbols.set_num_threads(threads)
+            try:
+                results.append(f(k, x))
+            finally:
+                symbols.set_num_threads(previous)
+    finally:
+        symbols.fork_work.value = calibrated
     for one, two, eager in zip(*results, (random.uniform(k, (n,), np.float32),
                                           random.uniform(k, (n,)), random.bernoulli(k, 0.5, (n,)))):
         np.testing.assert_array_equal(one, two, strict=True)

@@ -9,10 +9,11 @@ pointers, strides, sizes, the error-code slot) is *captured*: the entry stores i
 and the region loads it back in its first block. The lowering code stays the same whether a loop
 runs inline or in a region, and no value can be forgotten.
 
-When the work is under `THRESHOLD`, one thread is asked for or there is a single unit, the entry
-calls the region itself (thread 0 of a team of 1: every unit): the same code, the same numbers,
-no fork. The thread count is read at run time (``lumen_num_threads``, symbols.py), so neither
-the compiled code nor its cache key depends on it.
+When the work is under the fork threshold (``lumen_fork_work``: `THRESHOLD`, or more where
+waking the team costs more, symbols.py), one thread is asked for or there is a single unit, the
+entry calls the region itself (thread 0 of a team of 1: every unit): the same code, the same
+numbers, no fork. The threshold and the thread count are read at run time
+(``lumen_num_threads``), so neither the compiled code nor its cache key depends on them.
 
 Nothing in a region touches a Python object or the C-API: an error flagged there (an index out of
 bounds, a negative integer power) goes to the region's own code slot, merged into the entry's by
@@ -29,13 +30,14 @@ from ..passes.fuse import CHEAP_OPS
 from .llvmtypes import i8p, i32, i64
 
 #: Work (points x `element_cost`) under which a loop runs on the calling thread alone: there,
-#: waking the team (a few microseconds) costs more than the threads save.
+#: waking the team (a few microseconds) costs more than the threads save. Where waking it costs
+#: more, the threshold the code compares with at run time is higher (``lumen_fork_work``).
 THRESHOLD = 1 << 17
 #: Cost of one scalar op outside `CHEAP_OPS` (exp, tanh, division...) against a cheap one's 1.
 EXPENSIVE_OP = 8
 #: Reductions of a whole space are summed in chunks of about this much work, at most
 #: MAX_CHUNKS of them (so that many threads can share them).
-CHUNK_WORK, MAX_CHUNKS = THRESHOLD // 16, 64
+CHUNK_WORK, MAX_CHUNKS = 1 << 13, 64
 
 _REGION = ir.FunctionType(ir.VoidType(), [i8p])
 #: The name every region's function starts with (`module_split` moves them between modules).
@@ -113,8 +115,8 @@ def _launch(ctx, fn, captured, n, work):
         for k, v in enumerate(captured):
             b.store(v, b.gep(struct, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
         data = b.bitcast(struct, i8p)
-    threads = b.load(_num_threads(ctx))
-    fork = b.and_(b.icmp_signed(">=", work, ctx.i64(THRESHOLD)),
+    threads = b.load(_external(ctx, "lumen_num_threads", i32))
+    fork = b.and_(b.icmp_signed(">=", work, b.load(_external(ctx, "lumen_fork_work", i64))),
                   b.and_(b.icmp_signed(">", threads, ir.Constant(i32, 1)),
                          b.icmp_signed(">", n, ctx.i64(1))))
     run = ctx.function("lumen_GOMP_parallel", ir.VoidType(), [fn.type, i8p, i32, i32])
@@ -125,10 +127,11 @@ def _launch(ctx, fn, captured, n, work):
             b.call(fn, [data])
 
 
-def _num_threads(ctx):
-    var = ctx.module.globals.get("lumen_num_threads")
+def _external(ctx, name, ty):
+    """The run-time setting ``name`` (symbols.py), an external global of the module."""
+    var = ctx.module.globals.get(name)
     if var is None:
-        var = ir.GlobalVariable(ctx.module, i32, name="lumen_num_threads")
+        var = ir.GlobalVariable(ctx.module, ty, name=name)
         var.linkage = "external"
     return var
 

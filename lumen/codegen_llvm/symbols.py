@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from importlib.machinery import ExtensionFileLoader, PathFinder
@@ -22,6 +23,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from . import output_pool, small_gemm
+from .parallel import THRESHOLD
 
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
 _NUMPY_API = {"lumen_PyArray_Type": 2, "lumen_PyArray_DescrFromType": 45,
@@ -185,6 +187,15 @@ def compile_for_good(name: str, module_ir, passes=True):
 #: LUMEN_NUM_THREADS when the symbols are registered (the process's first compile or load);
 #: 1 where libgomp is missing.
 num_threads = ctypes.c_int32(1)
+#: The work (points x `parallel.element_cost`) from which a region runs on the team
+#: (``lumen_fork_work``): `parallel.THRESHOLD`, or more where waking the team costs more
+#: (`fork_threshold`). Read at run time, as the thread count is.
+fork_work = ctypes.c_int64(THRESHOLD)
+#: Work a core does per nanosecond in a fused loop (~25-40 units measured here: float32 tanh,
+#: exp, additions, vectorised), to turn a wake-up's time into work.
+WORK_PER_NS = 25
+#: The most `fork_threshold` sets: a loop of this much work (~0.7 ms on one core) always forks.
+FORK_WORK_MAX = 1 << 24
 
 _OPENMP = {"lumen_GOMP_parallel": "GOMP_parallel",
            "lumen_omp_get_thread_num": "omp_get_thread_num",
@@ -198,11 +209,13 @@ def register_openmp() -> None:
     serial stand-ins (with one warning), so that the same object code links either way."""
     global _openmp_loaded
     llvm.add_symbol("lumen_num_threads", ctypes.addressof(num_threads))
+    llvm.add_symbol("lumen_fork_work", ctypes.addressof(fork_work))
     _openmp_loaded = _load_libgomp()
     if _openmp_loaded:
         for name, symbol in _OPENMP.items():
             llvm.add_symbol(name, llvm.address_of_symbol(symbol))
         num_threads.value = _requested_threads or threads_from_environment()
+        _measure_fork()
         # libgomp's threads do not survive fork: a forked child (a multiprocessing worker)
         # that started a team would wait for them for ever; there, loops run on one thread
         os.register_at_fork(after_in_child=lambda: set_num_threads(1))
@@ -220,6 +233,45 @@ def register_openmp() -> None:
 #: and against 1 000 spins sleeping at once measured 6.8-7.0 vs 7.3-8.6 ms (W3 784-1000^3-10
 #: at batch 60) and 1.64-1.68 vs 1.76-2.36 ms (W5 BiLSTM-CRF), three runs each, 2 cores.
 GOMP_SPINCOUNT = "0"
+
+
+def fork_threshold(wake_ns: float) -> int:
+    """The work from which forking pays: the threads must save more than twice a wake-up of the
+    team (two threads save half the loop). `parallel.THRESHOLD` where waking is cheap (a few
+    µs, bare metal); on a virtual machine whose sleeping threads took ~40 µs to wake, loops of
+    8-15 µs ran 3-6x slower forked (float32 tanh of 16-64 K elements, 2 cores), and forking
+    paid from ~100 µs of work."""
+    return int(min(max(THRESHOLD, 2 * wake_ns * WORK_PER_NS), FORK_WORK_MAX))
+
+
+_fork_measured = False
+
+
+def _measure_fork() -> None:
+    """Set `fork_work` from this machine's wake-up time, once, when loops first may fork (a
+    process on one thread never starts a team for it)."""
+    global _fork_measured
+    if _openmp_loaded and num_threads.value > 1 and not _fork_measured:
+        _fork_measured = True
+        fork_work.value = fork_threshold(_wake_ns(llvm.address_of_symbol("GOMP_parallel")))
+
+
+def _wake_ns(gomp_parallel: int) -> float:
+    """Nanoseconds a fork of the team costs when its threads have gone idle: the median of
+    five empty regions (each thread calls ``free(NULL)``), after one that starts the threads.
+    With the idle threads asleep (lumen's default, `GOMP_SPINCOUNT`), that is a wake-up."""
+    run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint,
+                           ctypes.c_uint)(gomp_parallel)
+    nothing = ctypes.cast(ctypes.CDLL(None).free, ctypes.c_void_p).value
+    team = num_threads.value
+    run(nothing, None, team, 0)
+    times = []
+    for _ in range(5):
+        time.sleep(200e-6)                      # the threads go back to sleep
+        start = time.perf_counter_ns()
+        run(nothing, None, team, 0)
+        times.append(time.perf_counter_ns() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def _load_libgomp() -> bool:
@@ -271,6 +323,7 @@ def set_num_threads(n: int) -> int:
     previous = num_threads.value
     _requested_threads = max(1, int(n))
     num_threads.value = _requested_threads if _openmp_loaded else 1
+    _measure_fork()
     return previous
 
 
