@@ -115,8 +115,9 @@ def _launch(ctx, fn, captured, n, work):
         for k, v in enumerate(captured):
             b.store(v, b.gep(struct, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
         data = b.bitcast(struct, i8p)
-    threads = b.load(_external(ctx, "lumen_num_threads", i32))
-    fork = b.and_(b.icmp_signed(">=", work, b.load(_external(ctx, "lumen_fork_work", i64))),
+    threads = b.load(run_time_setting(ctx.module, "lumen_num_threads", i32))
+    fork = b.and_(b.icmp_signed(">=", work,
+                                b.load(run_time_setting(ctx.module, "lumen_fork_work", i64))),
                   b.and_(b.icmp_signed(">", threads, ir.Constant(i32, 1)),
                          b.icmp_signed(">", n, ctx.i64(1))))
     run = ctx.function("lumen_GOMP_parallel", ir.VoidType(), [fn.type, i8p, i32, i32])
@@ -127,11 +128,12 @@ def _launch(ctx, fn, captured, n, work):
             b.call(fn, [data])
 
 
-def _external(ctx, name, ty):
-    """The run-time setting ``name`` (symbols.py), an external global of the module."""
-    var = ctx.module.globals.get(name)
+def run_time_setting(module, name, ty):
+    """The run-time setting ``name`` (symbols.py: the thread count, the fork threshold), an
+    external global of ``module``, declared once."""
+    var = module.globals.get(name)
     if var is None:
-        var = ir.GlobalVariable(ctx.module, ty, name=name)
+        var = ir.GlobalVariable(module, ty, name=name)
         var.linkage = "external"
     return var
 

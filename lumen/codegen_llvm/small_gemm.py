@@ -35,6 +35,7 @@ import numpy as np
 
 from ..ir.ops import BODY_PARAMS
 from .llvmtypes import f32, f64, i1, i8, i8p, i32, i64
+from .parallel import run_time_setting
 
 #: The exported function per BLAS prefix: ``void f(i8 trans_a, i8 trans_b, i64 m, i64 n,
 #: i64 k, T alpha, i8* a, i64 lda, i8* b, i64 ldb, T beta, i8* c, i8* c_in)``, the arguments
@@ -528,9 +529,7 @@ class _Emitter:
                 put(1, ir.Constant(i8, _N))
                 put(8, b.bitcast(block, tp))
                 put(9, n)
-        threads = ir.GlobalVariable(self.module, i32, name="lumen_num_threads")
-        threads.linkage = "external"
-        threads = b.load(threads)
+        threads = b.load(run_time_setting(self.module, "lumen_num_threads", i32))
         large = b.or_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir.Constant(i64, PARALLEL_WORK)),
                       b.icmp_signed(">=", b.mul(n, k), ir.Constant(i64, PARALLEL_B)))
         fork = b.and_(large,

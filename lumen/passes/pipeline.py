@@ -39,7 +39,7 @@ def _stabilize(graph, fastmath, disabled):
     return apply_rules(graph, simplify.EXACT + stabilize.RULES, disabled)
 
 
-def _specialize(graph, disabled):
+def _specialize(graph, fastmath, disabled):
     """The BLAS rewrites, then the sizes unified again (see phase 4 above); the graph keeps
     the rewrites' record."""
     rewritten = apply_rules(graph, simplify.EXACT + specialize.RULES, disabled)
@@ -53,7 +53,7 @@ PIPELINE = (
     ("simplify", _simplify),
     ("stabilize", _stabilize),
     ("unify_dims", lambda g, fastmath, disabled: unify_dims(g)),
-    ("specialize", lambda g, fastmath, disabled: _specialize(g, disabled)),
+    ("specialize", _specialize),
     ("kernelize", lambda g, fastmath, disabled: kernelize(g)),
     ("fuse", lambda g, fastmath, disabled: fuse(g)),
 )
