@@ -23,6 +23,7 @@ import numpy as np
 from ..ir.dims import Dim, prod
 from . import buffer_cache
 from .counted_loop import counted_loop
+from .folding_builder import FoldingBuilder
 from .llvmtypes import i1, i8, i8p, i32, i64, i64p, memory_type, value_type
 
 # PyObject / PyArrayObject / PyArray_Descr field offsets on 64-bit CPython and NumPy 2
@@ -76,7 +77,7 @@ class Context:
         self.fn = ir.Function(self.module, fnty, "lumen_entry")
         self.self_tuple, self.args, self.nargs = self.fn.args
         self.alloca_block = self.fn.append_basic_block("allocas")
-        self.builder = ir.IRBuilder(self.fn.append_basic_block("body"))
+        self.builder = FoldingBuilder(self.fn.append_basic_block("body"))
         self.cleanup_block = self.fn.append_basic_block("cleanup")
         self._alloca_builder = ir.IRBuilder(self.alloca_block)
         self.status = self.alloca(i32, "status")
@@ -289,7 +290,7 @@ class Context:
         buffers when the loop ends, and an enclosing loop (a scan in a while loop's body)
         enters the preheader again."""
         saved = self.builder
-        self.builder = ir.IRBuilder(frame.preheader)
+        self.builder = FoldingBuilder(frame.preheader)
         self.builder.position_before(frame.preheader.terminator)
         frame_stack, self._frames = self._frames, []
         try:
@@ -364,6 +365,13 @@ class Context:
                 obj = b.load(b.gep(items, [self.i64(pos - n_args)]))
                 arrays.append(self._array_fields(obj, value, contiguous[pos]))
         return arrays
+
+    def require_guards(self, guards: dict):
+        """Return NotImplemented unless each guarded size (`Dim` -> value: sizes the trace
+        concretised or assumed equal) has its value: the test `CompiledEntry.guards_hold` makes,
+        here too so that `jit`'s fast path may try this code on any call."""
+        for d, value in guards.items():
+            self._require(self.builder.icmp_signed("==", self.dim(d), self.i64(value)))
 
     def _require(self, ok):
         """Continue when ``ok`` (an i1) holds, else return NotImplemented: the arguments are
