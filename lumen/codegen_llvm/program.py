@@ -25,6 +25,7 @@ def lower_graph(graph: Graph, parallel: bool = True, profile: bool = False) -> s
         for axis, d in enumerate(v.type.shape):
             if d.op == "input":
                 ctx.dim_values[d] = arr.shape[axis]
+    ctx.require_guards(graph.guards)
     _precompute_dims(ctx, graph)
     # Every size check runs before any kernel: passes may rely on sizes the checks prove equal.
     for check, where in graph.all_checks():

@@ -25,11 +25,14 @@ class CompiledEntry:
 
     ``function`` takes the call's leaves (arrays and Python scalars) and returns the result
     arrays, one as itself, several as a tuple; `results` rebuilds the structure the traced
-    function returned, and is None where that is what ``function`` returns already."""
+    function returned, and is None where that is what ``function`` returns already.
+    ``native_guards``: ``function`` tests the size guards itself (returning NotImplemented)."""
 
-    def __init__(self, graph, optimized, executable, out_tree, options, from_disk=False):
+    def __init__(self, graph, optimized, executable, out_tree, options, from_disk=False,
+                 native_guards=False):
         self.options = options
         self.from_disk = from_disk
+        self.native_guards = native_guards
         self.guards = list(graph.guards.items())
         self.int_guards = list(graph.int_guards)
         self.executable = executable
@@ -96,7 +99,7 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
             disk_cache.store(key, objects, **disk_cache_info(graph.name))
     executable = Executable(objects, graph.captured, graph.name)
     return CompiledEntry(graph, optimized, executable, out_tree, options,
-                         from_disk=optimized is None)
+                         from_disk=optimized is None, native_guards=True)
 
 
 def _link_runtime_quietly(letters):

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import TracingError, UnsupportedError
 from ..ir.dims import Dim, guard_sink
+from ..ir.equal_sizes import assume_traced_equalities
 from ..ir.types import SUPPORTED_DTYPES, TensorType
 from ..ir.verify import verify
 from . import pytree
@@ -157,12 +158,13 @@ class Jitted:
     def _fast_path(self, key, entry) -> bool:
         """Whether `__call__` may try ``entry`` on any call without keyword arguments: it takes
         the positional arguments as its leaves (no static arguments, no containers), and its
-        native argument checks are all the checking it needs (no size or int-range guards,
-        no debug mode)."""
+        native argument checks are all the checking it needs (size guards it tests itself,
+        no int-range guards, no debug mode)."""
         treedef, statics, specs = key
         positional = ("tuple", (("tuple", (pytree.LEAF,) * len(specs)), ("dict", (), ())))
         return (treedef == positional and not statics and not self.static_argnums
-                and not entry.guards and not entry.int_guards and not self.options["debug"])
+                and (entry.native_guards or not entry.guards) and not entry.int_guards
+                and not self.options["debug"])
 
     def precompile(self, *args, **kwargs):
         """Compile ahead of time, without running, for arguments given as `lumen.ShapeDtype`
@@ -203,6 +205,7 @@ class Jitted:
             out_leaves, out_tree = pytree.flatten(result)
             out_values = [to_value(o) for o in out_leaves]
         graph = trace.builder.build(out_values, sink.guards)
+        assume_traced_equalities(graph)
         graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays + trace.captured]
         graph.captured = trace.captured
         graph.int_guards = sorted(trace.int_ranges[v] for v in trace.used_int_ranges)

@@ -27,7 +27,7 @@ from .loops import hoist_loops
 from .rebuild import Rebuilder
 from .rewrite import apply_rules, disabled_rules
 from .rules import simplify, specialize, stabilize
-from .unify_dims import unify_dims
+from .unify_dims import unify_body_dims, unify_dims
 
 
 def _simplify(graph, fastmath, disabled):
@@ -69,8 +69,8 @@ def optimize(graph, fastmath=False, check=False, stages=None, disabled=None, nes
     list, receives (pass name, graph) after each pass; ``disabled`` adds rule names to those
     of ``LUMEN_DISABLE_REWRITES``."""
     disabled = disabled_rules() | frozenset(disabled or ())
-    if not nested:
-        graph = hoist_loops(graph)
+    if not nested:        # bodies are optimised first, with the sizes the prologue proves equal
+        graph = unify_body_dims(hoist_loops(graph))
     graph = _optimize_bodies(graph, fastmath, check, disabled)
     for name, run in PIPELINE:
         if nested and name in _NOT_IN_BODIES:

@@ -48,9 +48,10 @@ class Rebuilder:
         return g
 
 
-def derived_graph(graph: Graph, nodes, outputs) -> Graph:
-    """A graph with ``graph``'s inputs and metadata but new nodes and outputs."""
-    g = Graph(graph.name, graph.inputs, nodes, outputs, graph.guards)
+def derived_graph(graph: Graph, nodes, outputs, inputs=None) -> Graph:
+    """A graph with ``graph``'s inputs (or ``inputs``, values of the same kinds) and metadata
+    but new nodes and outputs."""
+    g = Graph(graph.name, graph.inputs if inputs is None else inputs, nodes, outputs, graph.guards)
     g.input_names = graph.input_names
     g.input_contiguous = graph.input_contiguous
     g.captured = graph.captured
