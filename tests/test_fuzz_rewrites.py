@@ -12,12 +12,13 @@ perturbing every intermediate, Monte Carlo arithmetic).
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
 import pytest
 import scipy.special as sc
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 import lumen
 from lumen.passes.pipeline import optimize
@@ -264,7 +265,16 @@ def assert_nothing_expensive_duplicated(fn, arrays):
     assert all(after[op] <= before[op] for op in after), (before, after, stages["fuse"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: The same 60 programs on every run, so that the test suite's verdict depends on the code only
+#: (one CI run hung in LLVM's loop vectoriser on a random program that was never seen again);
+#: ``LUMEN_FUZZ_SEED=<n>`` draws another 60, for hunting with many seeds.
+_SEED = os.environ.get("LUMEN_FUZZ_SEED")
+_seeded = seed(int(_SEED)) if _SEED is not None else (lambda test: test)
+
+
+@_seeded
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          derandomize=_SEED is None, database=None)
 @given(programs())
 def test_random_expressions_agree_with_numpy(program):
     tree, arrays = program
