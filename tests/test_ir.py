@@ -82,6 +82,25 @@ def test_dims_are_symbolic_and_concretising_records_a_guard():
     assert sink.guards == {n: 5}
 
 
+def test_size_test_agrees_with_evaluate():
+    """`size_test`'s straight-line code against `Dim.evaluate`, on expressions of every
+    operator over shared subexpressions (division by zero included) at many shapes."""
+    from lumen.ir.dims import binary, size_test
+    n, m = Dim.input(0, 0, 5), Dim.input(1, 1, 3)
+    shared = binary("max", binary("sub", n, m), 0)
+    dims = [binary(op, shared, b) for op in ("add", "sub", "mul", "floordiv", "cdiv", "max",
+                                             "min", "bcast") for b in (shared, m, 2)]
+    dims.append(binary("bcast", binary("min", n, 1), m))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shapes = [(int(rng.integers(0, 9)),), (1, int(rng.integers(0, 9)))]
+        values = {d: d.evaluate(shapes) for d in dims}
+        assert size_test(values)(shapes)
+        for d in dims[::5]:
+            assert not size_test({**values, d: values[d] + 1})(shapes)
+    assert size_test({})([(1,)])
+
+
 def test_python_range_over_a_size_specialises_on_it():
     def f(x):
         total = x[0]

@@ -12,6 +12,7 @@ from ..codegen_llvm import small_gemm
 from ..codegen_llvm.symbols import link_small_products
 from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, link_runtime,
                                     optimise, runtime_linked)
+from ..ir.dims import size_test
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
 from ..runtime.executor import Executable
@@ -34,6 +35,7 @@ class CompiledEntry:
         self.from_disk = from_disk
         self.native_guards = native_guards
         self.guards = list(graph.guards.items())
+        self._sizes_hold = size_test(graph.guards) if graph.guards else None
         self.int_guards = list(graph.int_guards)
         self.executable = executable
         self.function = executable.function
@@ -50,10 +52,9 @@ class CompiledEntry:
             from .jit import int_range
             if any(int_range(int(arrays[pos])) != r for pos, r in self.int_guards):
                 return False
-        if not self.guards:
+        if self._sizes_hold is None:
             return True
-        shapes = [a.shape for a in arrays]
-        return all(d.evaluate(shapes) == v for d, v in self.guards)
+        return self._sizes_hold([a.shape for a in arrays])
 
     def call(self, arrays, leaves):
         """Run on ``leaves``, the call's leaves as the native code takes them (``arrays``:

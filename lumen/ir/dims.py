@@ -139,6 +139,38 @@ _EVAL = {
     "floordiv": lambda a, b: a // b if b else 0, "cdiv": lambda a, b: _cdiv(a, b) if b else 0,
     "max": max, "min": min, "bcast": lambda a, b: b if a == 1 else a,
 }
+#: `_EVAL` as Python source, for `size_test`.
+_SOURCE = {
+    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}",
+    "floordiv": "{a} // {b} if {b} else 0", "cdiv": "_cdiv({a}, {b}) if {b} else 0",
+    "max": "max({a}, {b})", "min": "min({a}, {b})", "bcast": "{b} if {a} == 1 else {a}",
+}
+
+
+def size_test(expected: dict):
+    """-> ``test(input_shapes)``: whether every size in ``expected`` (`Dim` -> int) has its
+    value. A specialisation's guards are tested on every call that does not take jit's fast
+    path (a model's step taking a dict of parameters); `Dim.evaluate` walks each expression
+    anew (an LSTM's twelve slice-length guards took 46 µs a call), this is straight-line code
+    computing each shared subexpression once."""
+    names, lines = {}, []
+
+    def name(d: Dim) -> str:
+        if d not in names:
+            if d.op == "const":
+                expr = repr(d.args[0])
+            elif d.op == "input":
+                expr = f"shapes[{d.args[0]}][{d.args[1]}]"
+            else:
+                expr = _SOURCE[d.op].format(a=name(d.args[0]), b=name(d.args[1]))
+            names[d] = f"t{len(names)}"
+            lines.append(f"    {names[d]} = {expr}\n")
+        return names[d]
+
+    tests = " and ".join(f"{name(d)} == {int(v)}" for d, v in expected.items()) or "True"
+    namespace = {"_cdiv": _cdiv}
+    exec("def test(shapes):\n" + "".join(lines) + f"    return {tests}\n", namespace)
+    return namespace["test"]
 
 
 #: Set by the frontend: ``(op, a, b) -> traced value`` for size arithmetic with a float or a
