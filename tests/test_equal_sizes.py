@@ -103,3 +103,24 @@ def test_scan_body_kernels_are_dense_loops():
         h, c = gates_numpy(x + h @ wh, c)
         want.append(h)
     np.testing.assert_allclose(f(*args), np.array(want), rtol=1e-12)
+
+
+def test_slow_path_leaves_the_guards_to_the_native_code():
+    """A call with a dict of arrays (no fast path) runs the specialisation whose native code
+    accepts it, without testing its guards again in Python; a real broadcast still compiles
+    again."""
+    f = lumen.jit(lambda p: np.tanh(p["z"][2:5]) * p["c"])
+    z, c = np.linspace(-1, 1, 8), np.array([1.0, 2.0, 3.0])
+    f({"z": z, "c": c})
+    (entry,) = [e for entries in f._cache.values() for e in entries]
+    assert entry.guards and entry.native_guards
+    tested_in_python = entry._sizes_hold
+
+    def refuse(shapes):
+        raise AssertionError("guards tested in Python on a hit")
+    entry._sizes_hold = refuse
+    np.testing.assert_allclose(f({"z": 2 * z, "c": c}), np.tanh(2 * z[2:5]) * c, rtol=1e-15)
+    entry._sizes_hold = tested_in_python
+    z = np.linspace(-1, 1, 3)                       # z[2:5] has length 1: it broadcasts
+    np.testing.assert_allclose(f({"z": z, "c": c}), np.tanh(z[2:5]) * c, rtol=1e-15)
+    assert f._stats["compiles"] == 2 and f._stats["memory_hits"] == 1

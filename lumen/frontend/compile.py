@@ -56,6 +56,14 @@ class CompiledEntry:
             return True
         return self._sizes_hold([a.shape for a in arrays])
 
+    def try_call(self, arrays, leaves):
+        """`call` where this specialisation fits the call, else NotImplemented. Its native
+        code tests the size guards itself (``native_guards``): then Python does not."""
+        if self.int_guards or not self.native_guards:
+            return self.call(arrays, leaves) if self.guards_hold(arrays) else NotImplemented
+        out = self.function(*leaves)
+        return out if out is NotImplemented else self._finish(arrays, out)
+
     def call(self, arrays, leaves):
         """Run on ``leaves``, the call's leaves as the native code takes them (``arrays``:
         the same as arrays, which the guards held for)."""
@@ -67,6 +75,11 @@ class CompiledEntry:
                                 "(cupy.asnumpy) or use lumen.jit(..., device='gpu')")
             raise AssertionError(f"lumen: the code compiled for {self.graph.name} refused "
                                  "arguments of its own signature")
+        return self._finish(arrays, out)
+
+    def _finish(self, arrays, out):
+        """The native code's ``out`` as the traced function returned it (checked against
+        NumPy in debug mode)."""
         if self.options.get("debug"):
             from .debug import verify_call
             outs = [out] if self.n_outputs == 1 else list(out)

@@ -95,12 +95,12 @@ class Jitted:
         if prepared is None:
             return self.fn(*args, **kwargs)      # called from traced code: inline it
         key, arrays, leaves, dynamic, statics = prepared
-        entry = self._lookup(key, arrays)
-        if entry is None:
-            entry = self._compile(key, arrays, dynamic, statics)
-        else:
-            self._stats["memory_hits"] += 1
-        return entry.call(arrays, leaves)
+        for entry in self._cache.get(key, ()):
+            out = entry.try_call(arrays, leaves)
+            if out is not NotImplemented:
+                self._stats["memory_hits"] += 1
+                return out
+        return self._compile(key, arrays, dynamic, statics).call(arrays, leaves)
 
     def _prepare(self, args, kwargs):
         """Split the call into static values and the dynamic pytree ``(args, kwargs)``;
@@ -285,7 +285,21 @@ def _leaf_spec(leaf, position, treedef):
     if not flags.aligned:
         a = a.copy()
         flags = a.flags
-    return a, (dtype, a.ndim, tuple(n == 1 for n in a.shape), flags.c_contiguous)
+    return a, (dtype, a.ndim, _broadcast_pattern(a.shape), flags.c_contiguous)
+
+
+_patterns: dict = {}
+
+
+def _broadcast_pattern(shape) -> tuple:
+    """Which axes of ``shape`` have length 1, remembered per shape (a call with many arrays
+    spent a third of its key-building time on these tuples)."""
+    pattern = _patterns.get(shape)
+    if pattern is None:
+        if len(_patterns) >= 4096:
+            _patterns.clear()
+        pattern = _patterns[shape] = tuple([n == 1 for n in shape])
+    return pattern
 
 
 def int_range(n: int):
