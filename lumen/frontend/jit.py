@@ -263,7 +263,7 @@ def _leaf_spec(leaf, position, treedef):
         if leaf.dtype not in _SUPPORTED:
             raise UnsupportedError(f"argument {_path(position, treedef)}: dtype {leaf.dtype} "
                                    "is not supported by lumen")
-        return leaf, (leaf.dtype, leaf.ndim, tuple(n == 1 for n in leaf.shape),
+        return leaf, (leaf.dtype, leaf.ndim, _broadcast_pattern(leaf.shape),
                       bool(leaf.flags.c_contiguous))
     elif isinstance(leaf, complex):
         raise UnsupportedError(f"argument {position}: complex numbers are not supported by lumen")

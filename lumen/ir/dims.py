@@ -134,17 +134,14 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
-_EVAL = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
-    "floordiv": lambda a, b: a // b if b else 0, "cdiv": lambda a, b: _cdiv(a, b) if b else 0,
-    "max": max, "min": min, "bcast": lambda a, b: b if a == 1 else a,
-}
-#: `_EVAL` as Python source, for `size_test`.
+#: Each operator's value as Python source (`size_test` inlines it), and as a function.
 _SOURCE = {
     "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}",
     "floordiv": "{a} // {b} if {b} else 0", "cdiv": "_cdiv({a}, {b}) if {b} else 0",
     "max": "max({a}, {b})", "min": "min({a}, {b})", "bcast": "{b} if {a} == 1 else {a}",
 }
+_EVAL = {op: eval("lambda a, b: " + source.format(a="a", b="b"), {"_cdiv": _cdiv})
+         for op, source in _SOURCE.items()}
 
 
 def size_test(expected: dict):

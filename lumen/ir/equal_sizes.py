@@ -56,7 +56,7 @@ def _rank(d: Dim):
     return (2, len(d.text()), 0)
 
 
-def proves_equal(check) -> bool:
+def _proves_equal(check) -> bool:
     """A check that passes only when its two sizes are equal: ``eq``, or a broadcast of two
     sizes neither of which can be 1."""
     return check.kind == "eq" or (check.kind in ("bcast", "expand") and check.a.not_one
@@ -67,7 +67,7 @@ def equal_sizes(graph) -> SizeClasses:
     """The classes of sizes that ``graph``'s own checks and its guards make equal."""
     classes = SizeClasses()
     for c, _where in graph.all_checks():
-        if proves_equal(c):
+        if _proves_equal(c):
             classes.union(c.a, c.b)
     for d, value in graph.guards.items():
         if d.op == "sub" and value == 0:

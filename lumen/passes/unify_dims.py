@@ -73,11 +73,11 @@ def _substitute_nodes(graph, rb, sub, top_level=True):
             return tuple(sub_any(o) for o in obj)
         return obj
 
+    here = sub_any if top_level else (lambda obj: obj)
     for node in graph.nodes:
         if not top_level and node.op not in BODY_PARAMS:
             rb.keep(node)
             continue
-        here = sub_any if top_level else (lambda obj: obj)
         params = {k: here(v) for k, v in node.params.items()}
         for key in BODY_PARAMS.get(node.op, ()):
             params[key] = _substituted_body(node.params[key], sub)
