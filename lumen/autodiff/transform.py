@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedError
 from ..ir.ops import ELEMENTWISE, OPS
+from ..ir.ops.kernel import KERNEL_OPS
 from .emit import Emitter
 from .rules import control, stabilize, while_loop
 from .rules.elementwise import PARTIALS
@@ -219,7 +220,7 @@ def rules_missing() -> list:
     """Differentiable primitives without what autodiff needs (the registry test uses this)."""
     missing = []
     for name, op in OPS.items():
-        if name in ("select", "cast", "kernel") or name in ELEMENTWISE_ZERO or name in STRUCTURAL_ZERO:
+        if name in ("select", "cast", *KERNEL_OPS) or name in ELEMENTWISE_ZERO or name in STRUCTURAL_ZERO:
             continue
         if name in CONTROL_JVP or name in CONTROL_VJP:
             missing += [f"{name} ({mode})" for mode, table in (("forward mode", CONTROL_JVP),

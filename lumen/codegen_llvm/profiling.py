@@ -28,6 +28,7 @@ import time
 import llvmlite.ir as ir
 
 from ..ir.ops import BODY_PARAMS, CONTROL, OPS
+from ..ir.ops.kernel import KERNEL_OPS
 from .llvmtypes import i8, i32, i64
 
 COUNTERS, RECORDS = "lumen_profile_counters", "lumen_profile_records"
@@ -159,18 +160,21 @@ def body_timer(ctx, graph):
 def describe(node) -> str:
     """What a row calls ``node``: ``kernel subtract·exp f32[?,?]`` (its scalar ops, then its
     reduction and epilogue), ``gemm f32[?,?]``, ``scan`` (a control node: the table adds its
-    steps)."""
-    if node.op == "kernel":
+    steps); a `kernel_matvec` adds ``+ matvec`` and the product's type."""
+    if node.op in KERNEL_OPS:
         p = node.params
         names = [s.op for s in p["body"].ops]
-        if p["reduce"] is not None:
+        if p.get("reduce") is not None:
             names.append(p["reduce"].op)
         if p.get("epilogue") is not None:
             names += [s.op for s in p["epilogue"].ops]
         names = list(dict.fromkeys(names)) or ["copy"]
         if len(names) > _KERNEL_OPS_SHOWN:
             names = names[:_KERNEL_OPS_SHOWN] + ["…"]
-        return f"kernel {'·'.join(names)} {node.out.type.text()}"
+        text = f"kernel {'·'.join(names)} {node.outputs[0].type.text()}"
+        if node.op == "kernel_matvec":
+            text += f" + matvec {node.outputs[1].type.text()}"
+        return text
     if len(node.outputs) == 1 and node.op not in CONTROL:
         return f"{node.op} {node.out.type.text()}"
     return node.op

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..ir.dims import Dim
 from ..ir.graph import Graph
 from ..ir.ops import BODY_PARAMS
+from ..passes.matvec_siblings import fuse_matvec_siblings
 from .context import Arr, Context
 from .lower import LOWER
 from .lower.loops import copy
@@ -14,7 +15,9 @@ from .profiling import Profiler, body_timer, node_timer
 def lower_graph(graph: Graph, parallel: bool = True, profile: bool = False) -> str:
     """LLVM IR text of ``lumen_entry`` for ``graph`` (whose nodes all have a lowering); with
     ``parallel``, large loops run on several threads (parallel.py); with ``profile``, the
-    nodes are timed into counters (profiling.py)."""
+    nodes are timed into counters (profiling.py). Backward products and weight updates that
+    read the same matrix are first merged into one pass over it (`fuse_matvec_siblings`)."""
+    graph = fuse_matvec_siblings(graph)
     ctx = Context(graph.name, parallel)
     ctx.profiler = Profiler(ctx) if profile else None
     env = {}

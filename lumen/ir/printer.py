@@ -3,6 +3,7 @@ line as a comment."""
 from __future__ import annotations
 
 from .dims import Dim
+from .ops.kernel import KERNEL_OPS
 
 
 def _param_text(v) -> str:
@@ -38,12 +39,12 @@ def format_node(node, names) -> str:
     params = []
     for key in sorted(node.params):
         if key.startswith("_") or key in ("space", "epilogue", "reduce") or \
-                (key == "body" and node.op == "kernel") or _is_graph(node.params[key]):
+                (key == "body" and node.op in KERNEL_OPS) or _is_graph(node.params[key]):
             continue
         params.append(f"{key}={_param_text(node.params[key])}")
-    if node.op == "kernel":
+    if node.op in KERNEL_OPS:
         body = node.params["body"]
-        red = node.params["reduce"]
+        red = node.params.get("reduce")
         params.append("{" + body.text([f"a{i}" for i in range(body.n_inputs)]) + "}")
         if red is not None:
             keep = ", keepdims" if red.keepdims else ""
@@ -73,7 +74,7 @@ def format_graph(graph, indent="") -> str:
     for n in graph.nodes:
         lines.append(indent + format_node(n, names))
         for key in sorted(n.params):
-            if _is_graph(n.params[key]) and not (n.op == "kernel"):
+            if _is_graph(n.params[key]) and n.op not in KERNEL_OPS:
                 lines.append(f"{indent}    {key}:")
                 lines.append(format_graph(n.params[key], indent + "      "))
     lines.append(f"{indent}  return " + ", ".join(names.get(v, "?") for v in graph.outputs))

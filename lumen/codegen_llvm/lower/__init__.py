@@ -1,9 +1,9 @@
 """Lowering functions keyed by primitive: ``LOWER[op](ctx, node, input_arrays) -> output arrays``."""
 from __future__ import annotations
 
-from . import control, creation, cumulative, indexing, linalg, movement
+from . import control, creation, cumulative, indexing, kernel_matvec, linalg, movement
 from .kernel import lower_kernel
 
 LOWER = {"kernel": lower_kernel}
-for _family in (movement, indexing, linalg, creation, cumulative, control):
+for _family in (movement, indexing, linalg, creation, cumulative, control, kernel_matvec):
     LOWER.update(_family.LOWER)

@@ -109,4 +109,24 @@ def _reference(arrays, params, shapes):
     return [np.asarray(evaluate_body(epilogue, [reduced] + extra, shapes))]
 
 
-OPS = {"kernel": OpDef("kernel", Kind.KERNEL, _infer, _reference)}
+def _matvec_infer(types, params):
+    (out,), _ = _infer(types[:-1], params)
+    w, v = types[params["matrix"]], types[-1]
+    return [out, TensorType(w.dtype, (v.shape[0], w.shape[0]))], []
+
+
+def _matvec_reference(arrays, params, shapes):
+    """The elementwise kernel's result, and ``v @ W.T`` (W: input ``matrix``; v: the last)."""
+    (out,) = _reference(arrays[:-1], params, shapes)
+    return [out, arrays[-1] @ arrays[params["matrix"]].T]
+
+
+#: `kernel_matvec`: an elementwise kernel over a matrix W's space (W one of its inputs, at
+#: ``params["matrix"]``) that also returns the row-vector product ``v @ W.T`` (v, of shape
+#: (1, W's columns), its last input), both in one pass over W. The CPU backend makes it from
+#: an SGD step's backward product and weight update (passes/matvec_siblings.py).
+KERNEL_OPS = ("kernel", "kernel_matvec")
+
+OPS = {"kernel": OpDef("kernel", Kind.KERNEL, _infer, _reference),
+       "kernel_matvec": OpDef("kernel_matvec", Kind.KERNEL, _matvec_infer, _matvec_reference,
+                              differentiable=False)}
