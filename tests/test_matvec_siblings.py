@@ -110,7 +110,7 @@ def test_batches_and_dependent_updates_are_left_alone():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("rows, cols", [(1, 1), (7, 5), (33, ROW_BLOCK + 9), (300, 2 * ROW_BLOCK)])
+@pytest.mark.parametrize("rows, cols", [(1, 1), (5, 0), (0, 3), (7, 5), (33, ROW_BLOCK + 9), (300, 2 * ROW_BLOCK)])
 def test_results_against_numpy(dtype, rows, cols):
     w, h, d = rand(rows, cols, dtype=dtype), rand(1, rows, dtype=dtype, seed=1), \
         rand(1, cols, dtype=dtype, seed=2)
