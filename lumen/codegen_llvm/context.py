@@ -31,7 +31,7 @@ from .llvmtypes import i1, i8, i8p, i32, i64, i64p, memory_type, value_type
 OB_TYPE, TUPLE_ITEMS, FLOAT_VALUE = 8, 24, 16
 ARRAY_DATA, ARRAY_ND, ARRAY_DIMS, ARRAY_STRIDES, ARRAY_DESCR, ARRAY_FLAGS = 16, 24, 32, 40, 56, 64
 DESCR_BYTEORDER, DESCR_TYPE_NUM = 26, 28
-C_CONTIGUOUS, ALIGNED = 0x1, 0x100
+C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x1, 0x100, 0x400
 #: the byte order character of a dtype that is not the machine's (its arrays are converted first)
 _FOREIGN_ORDER = ord(">" if sys.byteorder == "little" else "<")
 
@@ -94,6 +94,7 @@ class Context:
         self._strings: dict = {}
         self._functions: dict = {}
         self._results: dict = {}    # output position -> slot of its array (null until made)
+        self.argument_objects = []  # the call's arguments (objects), in order
         self._mismatch = None       # the block that returns NotImplemented
 
     # -- small helpers ------------------------------------------------------------------------
@@ -324,6 +325,44 @@ class Context:
 
     def numpy_result(self, value, position: int) -> Arr:
         """A new NumPy array for graph output ``position``, returned by the entry."""
+        slot = self._result_slot(position)
+        obj, arr = self._new_result(value)
+        self.builder.store(obj, slot)
+        return arr
+
+    def donated_result(self, value, position: int, donor: Arr, donor_object, usable) -> Arr:
+        """Graph output ``position`` in the memory of donated argument ``donor`` (its object
+        ``donor_object``, returned as the result) where ``usable`` (an i1) holds, else in a new
+        array holding a copy of the donor's elements. Either way the result's elements start as
+        the donor's, so the code reading the donor may read this array instead: it writes and
+        reads one pointer, and LLVM vectorises in-place loops over it without alias tests."""
+        b = self.builder
+        slot = self._result_slot(position)
+        with b.if_else(usable) as (reuse, fresh):
+            with reuse:
+                b.call(self.function("Py_IncRef", ir.VoidType(), [i8p]), [donor_object])
+                b.store(donor_object, slot)
+                reused = b.block
+            with fresh:
+                obj, copy = self._new_result(value)
+                b.store(obj, slot)
+                nbytes = b.mul(self.count(copy.shape), self.i64(value.dtype.itemsize))
+                move = self.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
+                b.call(move, [copy.data, donor.data, nbytes, ir.Constant(i1, 0)])
+                copied = b.block
+        data = b.phi(i8p)
+        data.add_incoming(donor.data, reused)
+        data.add_incoming(copy.data, copied)
+        return Arr(data, donor.shape, donor.strides, value.dtype, value.type.shape, True)
+
+    def _result_slot(self, position: int):
+        slot = self.alloca(i8p, f"result{position}")
+        self._alloca_builder.store(ir.Constant(i8p, None), slot)
+        self._results[position] = slot
+        return slot
+
+    def _new_result(self, value):
+        """-> (object, Arr) of a new C-contiguous NumPy array of ``value``'s type."""
         b = self.builder
         nd = value.ndim
         dims_buf = self.alloca(ir.ArrayType(i64, max(nd, 1)), "dims")
@@ -338,13 +377,37 @@ class Context:
             nbytes = b.mul(nbytes, s)
         arr = b.call(new_fn, [ir.Constant(i32, nd), b.bitcast(dims_buf, i64p), descr, nbytes])
         self.leave_if(b.icmp_unsigned("==", arr, ir.Constant(i8p, None)))
-        slot = self.alloca(i8p, f"result{position}")
-        self._alloca_builder.store(ir.Constant(i8p, None), slot)
-        self._results[position] = slot
-        b.store(arr, slot)
         data = self.field(arr, ARRAY_DATA, i8p)
-        return Arr(data, shape, contiguous_strides(b, shape, value.dtype.itemsize, self.i64),
-                   value.dtype, value.type.shape, True)
+        return arr, Arr(data, shape, contiguous_strides(b, shape, value.dtype.itemsize, self.i64),
+                        value.dtype, value.type.shape, True)
+
+    def writeable(self, obj):
+        """i1: ndarray ``obj`` may be written (NPY_ARRAY_WRITEABLE)."""
+        b = self.builder
+        flags = self.field(obj, ARRAY_FLAGS, i32)
+        return b.icmp_unsigned("!=", b.and_(flags, ir.Constant(i32, WRITEABLE)), ir.Constant(i32, 0))
+
+    def disjoint(self, a: Arr, c: Arr):
+        """i1: no element of ``a`` lies in the memory of ``c`` (either may be strided)."""
+        b = self.builder
+        (lo_a, hi_a, empty_a), (lo_c, hi_c, empty_c) = self._extent(a), self._extent(c)
+        apart = b.or_(b.icmp_unsigned("<=", hi_a, lo_c), b.icmp_unsigned("<=", hi_c, lo_a))
+        return b.or_(apart, b.or_(empty_a, empty_c))
+
+    def _extent(self, arr: Arr):
+        """(first byte, one past the last byte, no elements) of an array's memory."""
+        b = self.builder
+        lo = b.ptrtoint(arr.data, i64)
+        hi = b.add(lo, self.i64(arr.dtype.itemsize))
+        empty = ir.Constant(i1, 0)
+        zero = self.i64(0)
+        for n, stride in zip(arr.shape, arr.strides):
+            span = b.mul(b.sub(n, self.i64(1)), stride)
+            negative = b.icmp_signed("<", span, zero)
+            lo = b.add(lo, b.select(negative, span, zero))
+            hi = b.add(hi, b.select(negative, zero, span))
+            empty = b.or_(empty, b.icmp_signed("<=", n, zero))
+        return lo, hi, empty
 
     # -- arguments ----------------------------------------------------------------------------
     def read_arguments(self, values, contiguous, n_captured: int) -> list:
@@ -359,6 +422,7 @@ class Context:
         for pos, value in enumerate(values):
             if pos < n_args:
                 obj = b.load(b.gep(self.args, [self.i64(pos)]))
+                self.argument_objects.append(obj)
                 arrays.append(self._argument(obj, value, contiguous[pos]))
             else:
                 items = b.bitcast(b.gep(self.self_tuple, [self.i64(TUPLE_ITEMS)]), i8p.as_pointer())

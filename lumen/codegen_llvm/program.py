@@ -8,6 +8,7 @@ from ..ir.ops import BODY_PARAMS
 from ..passes.matvec_siblings import fuse_matvec_siblings
 from .context import Arr, Context
 from .lower import LOWER
+from .lower.kernel import used_inputs
 from .lower.loops import copy
 from .profiling import Profiler, body_timer, node_timer
 
@@ -38,6 +39,7 @@ def lower_graph(graph: Graph, parallel: bool = True, profile: bool = False) -> s
     for pos, v in enumerate(graph.outputs):
         first_output.setdefault(v, pos)
     scope = _FunctionScope(ctx, graph, first_output)
+    scope.donate(env)
     scope.run(env)
     for pos, v in enumerate(graph.outputs):
         if scope.produced_into.get(v) != pos:
@@ -74,14 +76,37 @@ class _FunctionScope:
     def __init__(self, ctx, graph, first_output):
         self.ctx, self.graph, self.first_output = ctx, graph, first_output
         self.produced_into = {}
+        self.donated = {}  # result value -> the donated memory it is computed in
         self.last_use = _last_uses(graph)
         self.live = {}     # buffer slot -> values still needed that live in it
         self.index = 0
 
+    def donate(self, env):
+        """Give each result `_donations` plans the memory of its donated argument: in the
+        prologue, the argument's elements move to the result where that memory may not be
+        written (read-only, or shared with another argument), and every later read of the
+        argument reads the result's memory (`Context.donated_result`)."""
+        ctx = self.ctx
+        arrays = [env[v] for v in self.graph.inputs if not v.type.weak]
+        for value, u in _donations(self.graph, self.first_output, self.last_use).items():
+            donor = env[self.graph.inputs[u]]
+            usable = ctx.writeable(ctx.argument_objects[u])
+            for other in arrays:
+                if other is not donor:
+                    usable = ctx.builder.and_(usable, ctx.disjoint(donor, other))
+            pos = self.first_output[value]
+            result = ctx.donated_result(value, pos, donor, ctx.argument_objects[u], usable)
+            env[self.graph.inputs[u]] = Arr(result.data, donor.shape, donor.strides,
+                                            donor.dtype, donor.dims, True)
+            self.donated[value] = result
+            self.produced_into[value] = pos
+
     def new_array(self, value, inputs=()):
-        """Where ``value`` is computed: its result array if it is returned, else an input's
-        buffer that dies here (in place; ``inputs`` are (Value, Arr) read at the same
-        positions), else a dead or new buffer."""
+        """Where ``value`` is computed: the memory of a donated argument (`donate`), its result
+        array if it is returned, else an input's buffer that dies here (in place; ``inputs``
+        are (Value, Arr) read at the same positions), else a dead or new buffer."""
+        if value in self.donated:
+            return self.donated.pop(value)
         pos = self.first_output.get(value)
         if pos is not None and value not in self.produced_into:
             self.produced_into[value] = pos
@@ -112,6 +137,55 @@ class _FunctionScope:
                 if not values:
                     ctx.release_buffer(slot)
                     del self.live[slot]
+
+
+#: Ops whose results never share an operand's memory (they write arrays of their own).
+_WRITE_ANEW = frozenset(("kernel", "kernel_matvec", "gemm", "matmul", "gather", "scatter",
+                         "iota", "const", "dim", "cumsum", "cumprod"))
+
+
+def _donations(graph, first_output, last_use) -> dict:
+    """Result value -> position of the donated argument whose memory it may be computed in:
+    an elementwise kernel's result (or a gemm's, the argument its added ``C``) of the
+    argument's dtype and sizes, made by the node that reads the argument last, at the
+    positions it writes, while nothing else sharing its memory (a view) is still to be read."""
+    if not graph.donated:
+        return {}
+    alias = graph.dim_aliases
+
+    def dims(v):
+        return tuple(alias.get(d, d) for d in v.type.shape)
+    plan, index_of = {}, {n: k for k, n in enumerate(graph.nodes)}
+    for u in sorted(graph.donated):
+        arg = graph.inputs[u]
+        if not graph.input_contiguous[u] or arg.type.ndim == 0:
+            continue
+        shared = {arg}
+        for node in graph.nodes:
+            if node.op not in _WRITE_ANEW and shared.intersection(node.inputs):
+                shared.update(node.outputs)
+        readers = [n for n in graph.nodes if arg in n.inputs]
+        if not readers:
+            continue
+        node = readers[-1]
+        k = index_of[node]
+        value = node.outputs[0]
+        if last_use.get(arg) != k or value not in first_output or value in plan or \
+                value.dtype != arg.dtype or dims(value) != dims(arg) or \
+                any(last_use.get(w, -1) >= k for w in shared - {arg}):
+            continue
+        if node.op == "kernel":     # a reduction reads it in its epilogue only, per result
+            ok = node.params["reduce"] is None or \
+                not any(node.inputs[i] is arg for i in used_inputs(node.params["body"]))
+        elif node.op == "kernel_matvec":
+            ok = arg in node.inputs[:-1] and arg is not node.inputs[-1]
+        elif node.op == "gemm":
+            ok = node.inputs[2] is arg and arg not in node.inputs[:2] and node.params["beta"] != 0
+        else:
+            ok = False
+        if ok:
+            plan[value] = u
+    return plan
 
 
 def _last_uses(graph):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import os
 import threading
 
@@ -39,6 +40,13 @@ def jit(fn=None, *, static_argnums=(), static_argnames=(), device="cpu", paralle
     return the mathematically right value where the naive formula overflows or cancels.
     ``debug=True`` (or ``LUMEN_DEBUG=1``) checks every call against a NumPy reference
     interpreter and names the rewrite behind any difference (`lumen.VerificationError`).
+
+    ``donate_argnums`` names positional arguments (negative from the last) whose arrays the
+    caller gives up: a result of an array's dtype and shape computed elementwise from it by the
+    last step that reads it (``w - lr * g``, or BLAS's ``w - lr * x.T @ d``) is written over it
+    and returned as that very array, so that ``params = step(params, x)`` updates in place. An
+    array that may not be written, or that shares memory with another argument, keeps its
+    values and the result is a new array. Ignored on the GPU and with ``debug=True``.
     """
     options = dict(static_argnums=static_argnums, static_argnames=static_argnames, device=device,
                    parallel=parallel, cache=cache, donate_argnums=donate_argnums,
@@ -67,6 +75,7 @@ class Jitted:
             {params.index(n) for n in _as_tuple(static_argnames) if n in params})
         self.static_argnames = frozenset(_as_tuple(static_argnames)) | \
             {params[i] for i in self.static_argnums if i < len(params)}
+        self.donate_argnums = _as_tuple(donate_argnums)
         self.options = dict(device=device, parallel=parallel, cache=cache,
                             donate_argnums=_as_tuple(donate_argnums), fastmath=fastmath,
                             debug=debug or os.environ.get("LUMEN_DEBUG", "") not in ("", "0"),
@@ -209,8 +218,28 @@ class Jitted:
         graph.input_contiguous = [bool(a.flags.c_contiguous) for a in arrays + trace.captured]
         graph.captured = trace.captured
         graph.int_guards = sorted(trace.int_ranges[v] for v in trace.used_int_ranges)
+        graph.donated = self._donated_leaves(treedef, statics, leaves)
         verify(graph)
         return graph, out_tree
+
+    def _donated_leaves(self, treedef, statics, leaves) -> frozenset:
+        """Positions of the array leaves of the positional arguments in ``donate_argnums``
+        (not on the GPU, nor in debug mode, whose check reruns the call on the arguments)."""
+        if not self.donate_argnums or self.options["debug"] or self.options["device"] != "cpu":
+            return frozenset()
+        static = {i for i, _ in statics if isinstance(i, int)}
+        positional = treedef[1][0][1]
+        n_args = len(positional) + len(static)
+        wanted = {i + n_args if i < 0 else i for i in self.donate_argnums}
+        originals = (i for i in itertools.count() if i not in static)
+        donated, start = set(), 0
+        for sub, original in zip(positional, originals):
+            count = len(pytree.leaf_paths(sub))
+            if original in wanted:
+                donated.update(k for k in range(start, start + count)
+                               if isinstance(leaves[k], np.ndarray))
+            start += count
+        return frozenset(donated)
 
     # -- introspection --------------------------------------------------------------------------
     def lower(self, *args, **kwargs):

@@ -45,7 +45,7 @@ def _graph(graph: Graph) -> tuple:
             names[v] = ("node", k, i)
     return ("graph", graph.name, tuple(_type(v) for v in graph.inputs),
             tuple(graph.input_names or ()), tuple(bool(c) for c in graph.input_contiguous),
-            tuple(nodes), tuple(_encode(v, names) for v in graph.outputs),
+            tuple(sorted(graph.donated)), tuple(nodes), tuple(_encode(v, names) for v in graph.outputs),
             tuple(sorted((_dim(d), int(n)) for d, n in graph.guards.items())),
             _encode(list(graph.int_guards), names),
             tuple(sorted((_dim(a), _dim(b)) for a, b in graph.dim_aliases.items())))

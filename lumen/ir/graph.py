@@ -116,6 +116,7 @@ class Graph:
         self.int_guards = []        # (argument position, int range) the trace depended on
         self.dim_aliases = {}       # input size -> the size checks proved it equals
         self.kept_checks = []       # (Check, where) of nodes rewritten or found dead: still run
+        self.donated = frozenset()  # positions of the inputs whose memory results may take
 
     def all_checks(self):
         """Every size check the compiled code must run: (Check, where it comes from). A node a

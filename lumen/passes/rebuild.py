@@ -54,6 +54,7 @@ def derived_graph(graph: Graph, nodes, outputs, inputs=None) -> Graph:
     g = Graph(graph.name, graph.inputs if inputs is None else inputs, nodes, outputs, graph.guards)
     g.input_names = graph.input_names
     g.input_contiguous = graph.input_contiguous
+    g.donated = graph.donated
     g.captured = graph.captured
     g.dim_aliases = graph.dim_aliases
     g.int_guards = graph.int_guards
