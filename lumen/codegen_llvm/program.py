@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir.dims import Dim
 from ..ir.graph import Graph
-from ..ir.ops import BODY_PARAMS
+from ..ir.ops import BODY_PARAMS, CONTROL, MOVEMENT
 from ..passes.matvec_siblings import fuse_matvec_siblings
 from .context import Arr, Context
 from .lower import LOWER
@@ -139,9 +139,9 @@ class _FunctionScope:
                     del self.live[slot]
 
 
-#: Ops whose results never share an operand's memory (they write arrays of their own).
-_WRITE_ANEW = frozenset(("kernel", "kernel_matvec", "gemm", "matmul", "gather", "scatter",
-                         "iota", "const", "dim", "cumsum", "cumprod"))
+#: Ops whose results may share an operand's memory (views, and values a loop or branch
+#: passes through); every other op writes an array of its own.
+_MAY_SHARE = MOVEMENT | CONTROL
 
 
 def _donations(graph, first_output, last_use) -> dict:
@@ -162,7 +162,7 @@ def _donations(graph, first_output, last_use) -> dict:
             continue
         shared = {arg}
         for node in graph.nodes:
-            if node.op not in _WRITE_ANEW and shared.intersection(node.inputs):
+            if node.op in _MAY_SHARE and shared.intersection(node.inputs):
                 shared.update(node.outputs)
         readers = [n for n in graph.nodes if arg in n.inputs]
         if not readers:

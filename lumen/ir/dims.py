@@ -134,40 +134,49 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
-#: Each operator's value as Python source (`size_test` inlines it), and as a function.
-_SOURCE = {
-    "add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}",
-    "floordiv": "{a} // {b} if {b} else 0", "cdiv": "_cdiv({a}, {b}) if {b} else 0",
-    "max": "max({a}, {b})", "min": "min({a}, {b})", "bcast": "{b} if {a} == 1 else {a}",
+#: Each operator's value for concrete sizes.
+_EVAL = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul,
+    "floordiv": lambda a, b: a // b if b else 0, "cdiv": lambda a, b: _cdiv(a, b) if b else 0,
+    "max": max, "min": min, "bcast": lambda a, b: b if a == 1 else a,
 }
-_EVAL = {op: eval("lambda a, b: " + source.format(a="a", b="b"), {"_cdiv": _cdiv})
-         for op, source in _SOURCE.items()}
+_INPUT = object()     # a `size_test` step reading an input's size
 
 
 def size_test(expected: dict):
     """-> ``test(input_shapes)``: whether every size in ``expected`` (`Dim` -> int) has its
     value. A specialisation's guards are tested on every call that does not take jit's fast
     path (a model's step taking a dict of parameters); `Dim.evaluate` walks each expression
-    anew (an LSTM's twelve slice-length guards took 46 µs a call), this is straight-line code
-    computing each shared subexpression once."""
-    names, lines = {}, []
+    anew (an LSTM's twelve slice-length guards took 46 µs a call), so the expressions are
+    flattened once into steps that compute each shared subexpression once."""
+    slots, steps = {}, []  # step: (None, constant, 0) | (_INPUT, pos, axis) | (fn, slot, slot)
 
-    def name(d: Dim) -> str:
-        if d not in names:
+    def slot(d: Dim) -> int:
+        if d not in slots:
             if d.op == "const":
-                expr = repr(d.args[0])
+                step = (None, d.args[0], 0)
             elif d.op == "input":
-                expr = f"shapes[{d.args[0]}][{d.args[1]}]"
+                step = (_INPUT, d.args[0], d.args[1])
             else:
-                expr = _SOURCE[d.op].format(a=name(d.args[0]), b=name(d.args[1]))
-            names[d] = f"t{len(names)}"
-            lines.append(f"    {names[d]} = {expr}\n")
-        return names[d]
+                step = (_EVAL[d.op], slot(d.args[0]), slot(d.args[1]))
+            slots[d] = len(steps)
+            steps.append(step)
+        return slots[d]
 
-    tests = " and ".join(f"{name(d)} == {int(v)}" for d, v in expected.items()) or "True"
-    namespace = {"_cdiv": _cdiv}
-    exec("def test(shapes):\n" + "".join(lines) + f"    return {tests}\n", namespace)
-    return namespace["test"]
+    checks = tuple((slot(d), int(v)) for d, v in expected.items())
+    steps = tuple(steps)
+
+    def test(shapes):
+        values = []
+        for fn, x, y in steps:
+            if fn is None:
+                values.append(x)
+            elif fn is _INPUT:
+                values.append(shapes[x][y])
+            else:
+                values.append(fn(values[x], values[y]))
+        return all(values[k] == v for k, v in checks)
+    return test
 
 
 #: Set by the frontend: ``(op, a, b) -> traced value`` for size arithmetic with a float or a
