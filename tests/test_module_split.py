@@ -1,7 +1,10 @@
 """A program compiled in parts, at once (lumen/codegen_llvm/module_split.py, target.py).
 
-The parallel regions leave the entry's module for up to three others; every region is defined
-in exactly one part and declared where it is called; the parts compile on separate threads,
+The loops (parallel regions, strided copies) leave the entry's module, the glue, for up to four
+others; every loop function is defined in exactly one part and declared where it is called;
+the glue holds no loop over elements (`parallel=False` functions' and iota's, cumsum's,
+integer products' and reductions' loops are regions too) and is optimised by a short pipeline,
+the loops by the vectorisers; the parts compile on separate threads,
 link into one program that computes what NumPy computes, and give the same object code however
 many cores compile them (so disk cache entries agree); the disk cache keeps every part."""
 from __future__ import annotations
@@ -77,14 +80,16 @@ def mlp_ir():
 
 def test_every_region_is_defined_in_exactly_one_part(mlp_ir):
     parts = module_split.split(mlp_ir)
-    assert 2 <= len(parts) <= 4
+    assert 2 <= len(parts) <= 5
+    assert [p.glue for p in parts] == [True] + [False] * (len(parts) - 1)
     regions = [n for n in defined(mlp_ir) if n.startswith("lumen_region")]
     assert len(regions) >= 8
     definitions = [n for part in parts for n in defined(part.text)]
     assert sorted(definitions) == sorted(defined(mlp_ir))         # nothing lost or doubled
     assert "lumen_entry" in defined(parts[0].text)
     moved = [n for part in parts[1:] for n in defined(part.text)]
-    assert moved and all(n.startswith("lumen_region") for n in moved)
+    assert set(moved) == {n for n in defined(mlp_ir) if n.startswith(("lumen_region",
+                                                                       "lumen.copy."))}
     assert set(moved) <= set(declared(parts[0].text))               # the entry still calls them
     for part in parts[1:]:
         assert 'define internal' not in part.text                   # linked by name
@@ -101,9 +106,43 @@ def test_parts_balance_the_estimated_work(mlp_ir):
     assert max(two_cores) <= 0.6 * total
 
 
-def test_a_small_program_stays_one_module():
+def test_a_small_program_is_its_glue_and_its_loops():
     text = lumen.jit(lambda x: np.exp(x) + 1).lower(np.ones(3)).llvm_ir()
-    assert [p.text for p in module_split.split(text)] == [text]
+    glue, loops = module_split.split(text)
+    assert glue.glue and not loops.glue
+    assert defined(loops.text) == ["lumen_region"]
+
+
+def test_a_program_without_loops_stays_one_module():
+    text = lumen.jit(lambda a, b: a * b + 1).lower(np.float64(2), np.float64(3)).llvm_ir()
+    (part,) = module_split.split(text)
+    assert part.text == text and part.glue
+
+
+def _loops_everywhere(x, a, b):
+    return (np.cumsum(x, axis=0) + np.arange(x.shape[1]), np.tanh(x).sum(axis=0), a @ b,
+            x.T.astype(np.float32), (x * x).sum())
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+def test_no_loop_over_elements_stays_in_the_glue(parallel):
+    """Kernels of a ``parallel=False`` function, iota, cumsum, an integer product, a
+    reduction's accumulator, a whole reduction and a converting copy all run in loop
+    functions; the glue's own
+    loops are none here. The loops are vectorised all the same."""
+    f = lumen.jit(_loops_everywhere, parallel=parallel)
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((37, 300)), rng.integers(-5, 5, (7, 9)),
+            rng.integers(-5, 5, (9, 4)))
+    low = f.lower(*args)
+    glue = module_split.split(low.llvm_ir())[0]
+    assert glue.glue
+    entry = glue.text[glue.text.index('@"lumen_entry"'):]
+    entry = entry[:entry.index("\n}")]
+    assert set(re.findall(r"^([a-z]+[0-9]*)\.head:", entry, re.M)) <= {"merge"}
+    assert re.search(r"\bv\w+pd\s+%zmm|\bv\w+pd\s+%ymm", low.asm())
+    for got, want in zip(f(*args), _loops_everywhere(*args)):
+        assert_same(got, want, rtol=1e-12)
 
 
 HANDMADE = '''; ModuleID = "m"
@@ -149,6 +188,7 @@ def test_what_a_region_may_take_along(monkeypatch):
     assert '@"const0" = private constant' in second.text and "llvm.exp.f64" in second.text
     assert defined(first.text) == ["lumen_entry", "lumen_region.1"]
     assert "lumen_region" in declared(first.text)
+    assert not first.glue and not second.glue       # the loop left behind is optimised as one
     objects = target.compile_objects(HANDMADE)
     assert len(objects) == 2
     loaded = target.LoadedModule(objects)
@@ -166,9 +206,9 @@ def test_the_object_code_does_not_depend_on_the_cores(mlp_ir, monkeypatch):
 def test_parts_compile_on_threads_of_their_own(mlp_ir, monkeypatch):
     seen, compile_part = set(), target._compile_part
 
-    def recording(text, passes=True):
+    def recording(text, passes=True, glue=False):
         seen.add(threading.current_thread().name)
-        return compile_part(text, passes)
+        return compile_part(text, passes, glue)
     monkeypatch.setattr(target, "_compile_part", recording)
     monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
     target.compile_objects(mlp_ir)

@@ -74,7 +74,7 @@ class Context:
         self.parallel = parallel        # loops may run on several threads (parallel.py)
         self.profiler = None            # times the nodes when profiling (profiling.py)
         fnty = ir.FunctionType(i8p, [i8p, i8p.as_pointer(), i64])
-        self.fn = ir.Function(self.module, fnty, "lumen_entry")
+        self.entry = self.fn = ir.Function(self.module, fnty, "lumen_entry")
         self.self_tuple, self.args, self.nargs = self.fn.args
         self.alloca_block = self.fn.append_basic_block("allocas")
         self.builder = FoldingBuilder(self.fn.append_basic_block("body"))

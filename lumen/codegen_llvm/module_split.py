@@ -1,29 +1,34 @@
 """Splitting a program's module into parts that LLVM optimises and compiles at the same time.
 
-LLVM spends its time per function, and a program's parallel regions (`parallel.REGION_NAME`)
-are functions that can leave the module: each refers to nothing of it but external
-declarations (and private constants, which can be copied), and the entry only calls it or
-passes its address to ``GOMP_parallel``. A region moves, with the declarations it uses, into
-another part, where it is defined with external linkage; the first part keeps everything else
-and declares it. The object code of all parts is linked into one engine (`target.LoadedModule`).
+A program's loops are its parallel regions (`parallel.REGION_NAME`: every loop over elements
+is one, `parallel.parallel_range`) and its strided copies (`parallel.COPY_NAME`); the entry that
+calls them is glue -- argument checks, allocation, BLAS calls -- which `target` optimises with
+a short pipeline, and the loops with the vectorisers. A loop function can leave the module: it
+refers to nothing of it but external declarations (and private constants, which can be
+copied), and the entry only calls it or passes its address to ``GOMP_parallel``. The loops
+move, with the declarations they use, into parts of their own, where they are defined with
+external linkage; the first part keeps the glue (`Part.glue`) and declares them. The object code of all parts is linked into one engine
+(`target.LoadedModule`).
 
 The split depends only on the module, never on the machine: the same program gives the same
 parts and the same object code everywhere (disk cache entries written by two processes at once
 agree), balanced for any number of cores (`_groups`) by estimated work. A region's loops are
-vectorised and interleaved, so a line of one costs LLVM about 2.5 lines of the entry's scalar
-code (measured on the MLP training step: 0.25 s for the regions' 1,300 lines against 0.18 s
-for the rest's 2,600).
+vectorised and interleaved, so a line of one costs LLVM about five lines of glue (measured on
+the MLP training step: 0.24 s for the regions' 1,350 lines against 0.07 s for the glue's 2,600).
 """
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-from .parallel import REGION_NAME
+from .parallel import COPY_NAME, REGION_NAME
 
-#: Estimated work (in lines of the entry) a part needs to pay for its own parse and thread.
-MIN_PART_WORK = 400
-_REGION_COST = 2.5
+#: What the functions made of loops are called.
+_LOOPS = (REGION_NAME, COPY_NAME)
+
+#: Estimated work (in lines of glue) a part needs to pay for its own parse and thread.
+MIN_PART_WORK = 800
+_REGION_COST = 5
 
 _DEFINE = re.compile(r'define (internal )?.*?@"([^"]+)"\(')
 _DECLARATION = re.compile(r'declare .*?@"([^"]+)"\(|@"([^"]+)" = ')
@@ -68,15 +73,20 @@ def _items(llvm_ir: str):
     return header, items
 
 
+def _is_loop(item) -> bool:
+    return item.defined and item.name.startswith(_LOOPS)
+
+
 def _movable(item, by_name) -> bool:
-    return item.defined and item.name.startswith(REGION_NAME) and \
+    return _is_loop(item) and \
         item.lines[0].startswith("define internal ") and \
         all(r in by_name and by_name[r].shareable for r in item.refs)
 
 
 class Part(NamedTuple):
     text: str
-    work: float       # estimated, in lines of the entry
+    work: float       # estimated, in lines of glue
+    glue: bool        # the entry's part, without loops of its own
 
 
 def _halves(start, regions):
@@ -90,39 +100,41 @@ def _halves(start, regions):
     return halves
 
 
-def _groups(rest_work, regions):
-    """The regions of each part: two halves of the work, each halved again where it is large
-    enough. Whatever the number of cores, parts taken longest first then balance: two cores
-    take a half each, four a quarter each. The first group stays with the rest."""
-    if rest_work + sum(w for w, _ in regions) < 2 * MIN_PART_WORK:
+def _groups(glue_work, regions):
+    """The regions of each part: two halves of the work, the glue counted in the first, each
+    halved again where both quarters have enough regions to pay for a part. Whatever the
+    number of cores, parts taken longest first then balance: two cores take a half each, four
+    a quarter each."""
+    if glue_work + sum(w for w, _ in regions) < 2 * MIN_PART_WORK:
         return [regions]
     groups = []
-    for start, half in zip((rest_work, 0.0), _halves(rest_work, regions)):
-        if start + sum(w for w, _ in half) >= 2 * MIN_PART_WORK and len(half) > (start == 0):
-            groups.extend(_halves(start, half))
+    for start, half in zip((glue_work, 0.0), _halves(glue_work, regions)):
+        quarters = _halves(start, half)
+        if all(sum(w for w, _ in quarter) >= MIN_PART_WORK / 2 for quarter in quarters):
+            groups.extend(quarters)
         else:
             groups.append(half)
-    return [group for i, group in enumerate(groups) if group or i == 0]
+    return [group for group in groups if group]
 
 
 def split(llvm_ir: str) -> list[Part]:
-    """``llvm_ir`` as one to four modules whose object code, linked together, is the program;
-    the first holds the entry."""
+    """``llvm_ir`` as one to five modules whose object code, linked together, is the program:
+    the glue, holding the entry, then the regions' parts (none without regions)."""
     header, items = _items(llvm_ir)
     by_name = {item.name: item for item in items}
     regions = [(len(item.lines) * _REGION_COST, item) for item in items
                if _movable(item, by_name)]
-    rest_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for _, i in regions)
-    groups = _groups(rest_work, regions)
-    if len(groups) == 1:
-        return [Part(llvm_ir, rest_work + sum(w for w, _ in regions))]
-    moved = {item.name for group in groups[1:] for _, item in group}
-    first = [_declaration(item) if item.name in moved else "\n".join(item.lines)
-             for item in items]
-    parts = [Part("\n".join(header + first) + "\n", rest_work + sum(w for w, _ in groups[0]))]
-    for group in groups[1:]:
+    glue_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for _, i in regions)
+    if not regions:
+        return [Part(llvm_ir, glue_work, not any(_is_loop(item) for item in items))]
+    moved = {item.name for _, item in regions}
+    glue = [_declaration(item) if item.name in moved else "\n".join(item.lines)
+            for item in items]
+    only_glue = not any(_is_loop(item) and item.name not in moved for item in items)
+    parts = [Part("\n".join(header + glue) + "\n", glue_work, only_glue)]
+    for group in _groups(glue_work, regions):
         parts.append(Part(_part_text(header, [item for _, item in group], by_name),
-                          sum(w for w, _ in group)))
+                          sum(w for w, _ in group), False))
     return parts
 
 

@@ -42,6 +42,8 @@ CHUNK_WORK, MAX_CHUNKS = 1 << 13, 64
 _REGION = ir.FunctionType(ir.VoidType(), [i8p])
 #: The name every region's function starts with (`module_split` moves them between modules).
 REGION_NAME = "lumen_region"
+#: The same for the strided copy functions (`loops.strided_copy_function`), loops too.
+COPY_NAME = "lumen.copy."
 
 
 def element_cost(body) -> int:
@@ -62,10 +64,12 @@ def work_of(ctx, space_vals, cost):
 
 
 def parallel_range(ctx, n, emit, work=None):
-    """Emit the loop over units [0, n) that ``emit(lo, hi)`` writes for units [lo, hi) (at the
-    builder's position, with i64 bounds): inline without ``work``, else in a region whose
-    units the threads split when ``work`` reaches `THRESHOLD`."""
-    if work is None:
+    """Emit the loop over units [0, n) that ``emit(lo, hi)`` writes for units [lo, hi) (with
+    i64 bounds) in a region, whose units the threads split when ``work`` reaches `THRESHOLD`;
+    without ``work`` the entry calls it on its own thread. Either way the loop leaves the
+    entry, which is glue optimised by a short pipeline (`target`): loops are where LLVM's
+    vectorisers pay. Inside a region already, the loop is emitted where the builder is."""
+    if ctx.fn is not ctx.entry:
         emit(ctx.i64(0), n)
         return
     fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name(REGION_NAME))
@@ -107,7 +111,7 @@ def chunk_count(ctx, units, work):
 
 def _launch(ctx, fn, captured, n, work):
     """In the entry: store the captured values, then run the region on the team, or call it
-    on this thread alone."""
+    on this thread alone (always, without ``work``)."""
     b = ctx.builder
     data = ir.Constant(i8p, None)
     if captured:
@@ -115,6 +119,9 @@ def _launch(ctx, fn, captured, n, work):
         for k, v in enumerate(captured):
             b.store(v, b.gep(struct, [ir.Constant(i32, 0), ir.Constant(i32, k)]))
         data = b.bitcast(struct, i8p)
+    if work is None:
+        b.call(fn, [data])
+        return
     threads = b.load(run_time_setting(ctx.module, "lumen_num_threads", i32))
     fork = b.and_(b.icmp_signed(">=", work,
                                 b.load(run_time_setting(ctx.module, "lumen_fork_work", i64))),

@@ -155,7 +155,7 @@ class Lowered:
         self.graph = graph
         self.options = options
         self._optimized = None
-        self._module = None
+        self._modules = None
 
     def ir(self) -> str:
         return format_graph(self.graph)
@@ -171,10 +171,10 @@ class Lowered:
     def llvm_ir(self) -> str:
         return _lower(self.optimized_graph(), self.options)
 
-    def _llvm_module(self):
-        if self._module is None:
-            self._module = optimise(self.llvm_ir())
-        return self._module
+    def _llvm_modules(self):
+        if self._modules is None:
+            self._modules = optimise(self.llvm_ir())
+        return self._modules
 
     def ptx(self, arch=None) -> str:
         """PTX of every kernel of the optimised graph, as one module whose entry points are
@@ -187,4 +187,4 @@ class Lowered:
         return lower_program(self.optimized_graph(), arch or gpu_arch() or DEFAULT_ARCH).ptx
 
     def asm(self) -> str:
-        return assembly(self._llvm_module())
+        return assembly(self._llvm_modules())

@@ -67,7 +67,7 @@ def _is_max_shift(x) -> bool:
     if node is None or node.op != "subtract":
         return False
     m = node.inputs[1].node
-    while m is not None and m.op in ("select", "broadcast_to", "reshape"):
+    while m is not None and m.op in ("select", "broadcast_to", "reshape", "stop_gradient"):
         m = m.inputs[1 if m.op == "select" else 0].node
     return m is not None and m.op == "max" and m.inputs[0] is node.inputs[0]
 

@@ -5,6 +5,7 @@ import llvmlite.ir as ir
 
 from ..context import Arr, contiguous_strides
 from ..llvmtypes import i8, i8p, i64
+from ..parallel import parallel_range
 from .scalar import cast
 
 
@@ -23,9 +24,11 @@ def lower_const(ctx, node, args):
 def lower_iota(ctx, node, args):
     out = ctx.new_array(node.out)
     b = ctx.builder
-    with ctx.loop(out.shape[0], "iota") as i:
-        v = cast(ctx, i, "int64", out.dtype)
-        ctx.store(out, b.mul(i, ctx.i64(out.dtype.itemsize)), v)
+
+    def values(lo, hi):
+        with ctx.loop(hi, "iota", start=lo) as i:
+            ctx.store(out, b.mul(i, ctx.i64(out.dtype.itemsize)), cast(ctx, i, "int64", out.dtype))
+    parallel_range(ctx, out.shape[0], values)
     return [out]
 
 

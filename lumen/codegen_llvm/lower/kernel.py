@@ -343,6 +343,8 @@ def _reduce_inner(ctx, axes, kept, space_vals, operands, out, out_strides, new_a
                                            {}, {kept[0]: (lo, hi)}), work)
     elif axes and work is not None:
         store(_reduce_in_chunks(ctx, new_accumulator, axes, space_vals, operands, work), {})
+    elif axes:
+        parallel_range(ctx, ctx.i64(1), lambda lo, hi: per_output(zero, {}))
     else:
         per_output(zero, {})
 
@@ -411,12 +413,11 @@ def _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilo
     with an epilogue or another dtype, into a scratch buffer finished by a last pass). Threads
     share the outermost kept axis: each output element is accumulated by one thread, in the
     serial order."""
-    b = ctx.builder
     direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
     acc = out if direct else ctx.malloc_buffer(red_dtype, node.out.type.shape, "reduce_acc")
     init = identity(op, acc.dtype)
-    with ctx.loop(ctx.count(acc.shape), "init") as i:
-        ctx.store(acc, b.mul(i, ctx.i64(acc.dtype.itemsize)), init)
+    for_each(ctx, acc.shape, [align(ctx, acc, acc.dims)],
+             lambda off, _: ctx.store(acc, off[0], init))
     acc_op = Operand(acc, _out_strides(ctx, node.params["reduce"], node.params["space"], acc), False)
 
     def visit(off, idx):

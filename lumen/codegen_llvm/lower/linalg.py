@@ -6,6 +6,7 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..llvmtypes import f32, f64, i1, i8, i8p, i32, i64, value_type
+from ..parallel import parallel_range
 from .. import small_gemm
 from ..symbols import blas
 from ..target import host_features
@@ -268,19 +269,25 @@ def _loop_matmul(ctx, a, b_, out, off_c, off_a, off_b):
     dt = out.dtype
     t = value_type(dt)
     m, k, n = a.shape[-2], a.shape[-1], b_.shape[-1]
-    with ctx.loop(m, "mi") as i:
-        with ctx.loop(n, "mj") as j:
-            acc = ctx.alloca(t, "mm_acc")
-            bld.store(ir.Constant(t, 0), acc)
-            with ctx.loop(k, "mk") as kk:
-                pa = bld.add(off_a, bld.add(bld.mul(i, a.strides[-2]), bld.mul(kk, a.strides[-1])))
-                pb = bld.add(off_b, bld.add(bld.mul(kk, b_.strides[-2]), bld.mul(j, b_.strides[-1])))
-                x = cast(ctx, ctx.load(a, pa), a.dtype, dt)
-                y = cast(ctx, ctx.load(b_, pb), b_.dtype, dt)
-                prod = SCALAR["multiply"](ctx, [x, y], dt, dt, {})
-                bld.store(SCALAR["add"](ctx, [bld.load(acc), prod], dt, dt, {}), acc)
-            po = bld.add(off_c, bld.add(bld.mul(i, out.strides[-2]), bld.mul(j, out.strides[-1])))
-            ctx.store(out, po, bld.load(acc))
+
+    def rows(lo, hi):
+        acc = ctx.alloca(t, "mm_acc")
+        with ctx.loop(hi, "mi", start=lo) as i:
+            with ctx.loop(n, "mj") as j:
+                bld.store(ir.Constant(t, 0), acc)
+                with ctx.loop(k, "mk") as kk:
+                    pa = bld.add(off_a, bld.add(bld.mul(i, a.strides[-2]),
+                                                bld.mul(kk, a.strides[-1])))
+                    pb = bld.add(off_b, bld.add(bld.mul(kk, b_.strides[-2]),
+                                                bld.mul(j, b_.strides[-1])))
+                    x = cast(ctx, ctx.load(a, pa), a.dtype, dt)
+                    y = cast(ctx, ctx.load(b_, pb), b_.dtype, dt)
+                    prod = SCALAR["multiply"](ctx, [x, y], dt, dt, {})
+                    bld.store(SCALAR["add"](ctx, [bld.load(acc), prod], dt, dt, {}), acc)
+                po = bld.add(off_c, bld.add(bld.mul(i, out.strides[-2]),
+                                            bld.mul(j, out.strides[-1])))
+                ctx.store(out, po, bld.load(acc))
+    parallel_range(ctx, m, rows)
 
 
 LOWER = {"matmul": lower_matmul, "gemm": lower_gemm}

@@ -10,7 +10,7 @@ import llvmlite.ir as ir
 
 from ..context import Arr
 from ..llvmtypes import i1, i8p, i64
-from ..parallel import parallel_range, work_of
+from ..parallel import COPY_NAME, parallel_range, work_of
 
 
 class Operand:
@@ -118,7 +118,7 @@ def strided_copy_function(ctx, ndim, dtype):
     Inlined, each copy was a loop nest LLVM vectorised on its own: a third of the compile time
     of an MLP training step. The elements move as integers of their size, so one function
     serves every dtype of that size."""
-    name = f"lumen.copy.{ndim}d.{dtype.itemsize}.{dtype.alignment}"
+    name = f"{COPY_NAME}{ndim}d.{dtype.itemsize}.{dtype.alignment}"
     fn = ctx.module.globals.get(name)
     if fn is not None:
         return fn
