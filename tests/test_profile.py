@@ -169,3 +169,29 @@ def test_profiled_code_is_cached_apart(tmp_path, monkeypatch):
     again(x)
     assert again.cache_info()["disk_hits"] == 1
     assert [r["what"] for r in again.stats()] == [r["what"] for r in p.stats()]
+
+
+def test_lstm_crf_gradient_profiled():
+    """Consecutive nodes lowered into one block (small kernels of known size, their loops
+    regions the entry calls, in buffers reused inside a scan's body): each clock read is
+    inserted where its node began, and the code after it still goes to the end of the
+    block (the last node's call once landed after the block's branch)."""
+    from examples import neurocrf
+    rng = np.random.default_rng(0)
+    n, d, h, k = 6, 5, 4, 3
+    xs, y = rng.standard_normal((n, d)), rng.integers(0, k, n)
+    params = [rng.standard_normal((d, 4 * h)), rng.standard_normal((h, 4 * h)),
+              rng.standard_normal(4 * h), rng.standard_normal((h, k * k)),
+              rng.standard_normal(k * k)]
+
+    def loss(params, xs, y):
+        wx, wh, b, wo, bo = params
+        return neurocrf.crf_loss(neurocrf.transitions(neurocrf.lstm(xs, wx, wh, b), wo, bo, k), y)
+    f = lumen.value_and_grad(loss)
+    p = lumen.profile(f)
+    got = p(params, xs, y)
+    want = lumen.jit(f)(params, xs, y)
+    assert_same(got[0], want[0], rtol=1e-12)
+    for g, w in zip(got[1], want[1]):
+        assert_same(g, w, rtol=1e-12)
+    assert {row["what"].split()[0] for row in p.stats()} >= {"scan", "kernel", "matmul"}

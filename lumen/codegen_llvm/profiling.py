@@ -113,8 +113,10 @@ class Profiler:
         else:
             at.position_after(before)
         t0 = at.call(self._now, [])
-        stop = ctx.builder.call(self._stop, [ir.Constant(i32, self._index(region)), t0])
-        ctx.builder.position_after(stop)    # the insertion above moved the block's contents
+        # the insertion moved the block's contents past the builder's place: lowering code
+        # appends, so it goes back to the end of its block
+        ctx.builder.position_at_end(ctx.builder.block)
+        ctx.builder.call(self._stop, [ir.Constant(i32, self._index(region)), t0])
 
     def finish(self):
         """Stop the whole call's clock (at the builder, after the results are made) and define
