@@ -290,3 +290,24 @@ def test_the_runtime_is_linked_on_another_thread_while_a_program_compiles(tmp_pa
                          timeout=120, env=dict(os.environ, LUMEN_CACHE="0", PYTHONPATH=ROOT))
     expected = "True [False]" if mode == "ok" else "True [False, True]"
     assert run.stdout.strip() == expected, run.stderr
+
+
+def _scatter_into_transpose(x, i, v):
+    z = x.T.copy()
+    z[i] = v
+    return z * 2
+
+
+def test_a_region_calling_a_strided_copy_moves_with_it():
+    """A scatter copies its operand then writes the updates, in one loop function; where the
+    operand is strided the copy is a call to a strided copy function, which moves out of the
+    glue too (declared where it is called)."""
+    f = lumen.jit(_scatter_into_transpose)
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((40, 30)), np.array([3, -1, 7]), rng.standard_normal((3, 40)))
+    text = f.lower(*args).llvm_ir()
+    parts = module_split.split(text)
+    assert parts[0].glue and all(not p.glue for p in parts[1:])
+    callers = [p for p in parts[1:] if re.search(r'call void @"lumen\.copy\.', p.text)]
+    assert callers
+    assert_same(f(*args), _scatter_into_transpose(*args), rtol=1e-15)

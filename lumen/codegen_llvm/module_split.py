@@ -77,10 +77,13 @@ def _is_loop(item) -> bool:
     return item.defined and item.name.startswith(_LOOPS)
 
 
-def _movable(item, by_name) -> bool:
-    return _is_loop(item) and \
-        item.lines[0].startswith("define internal ") and \
-        all(r in by_name and by_name[r].shareable for r in item.refs)
+def _movable(item, by_name, depth=1) -> bool:
+    """A loop function that refers to nothing of the module but what every part may hold or
+    declare: shareable items and (``depth`` levels down) loop functions that can move too (a
+    region that copies with a strided copy function)."""
+    return _is_loop(item) and item.lines[0].startswith("define internal ") and all(
+        r in by_name and (by_name[r].shareable or depth and _movable(by_name[r], by_name, 0))
+        for r in item.refs)
 
 
 class Part(NamedTuple):
@@ -139,13 +142,15 @@ def split(llvm_ir: str) -> list[Part]:
 
 
 def _declaration(item) -> str:
-    """The declaration of a moved region (its header, external, without a body)."""
+    """The declaration of a moved loop function (its header, external, without a body)."""
     return "declare " + item.lines[0][len("define internal "):].rstrip(" {")
 
 
 def _part_text(header, regions, by_name) -> str:
-    used = sorted(set().union(*(item.refs for item in regions)))
-    lines = list(header) + [by_name[name].lines[0] for name in used]
+    here = {item.name for item in regions}
+    used = sorted(set().union(*(item.refs for item in regions)) - here)
+    lines = list(header) + [_declaration(by_name[name]) if by_name[name].defined
+                            else by_name[name].lines[0] for name in used]
     for item in regions:
         lines.append("define " + item.lines[0][len("define internal "):])
         lines.extend(item.lines[1:])

@@ -2,6 +2,7 @@
 IndexError after the loop, having read (or written) only in-bounds memory."""
 from __future__ import annotations
 
+from ..parallel import parallel_range
 from .loops import Operand, align, copy, for_each
 from .movement import slice_view
 from .scalar import cast
@@ -60,7 +61,6 @@ def lower_gather(ctx, node, args):
 def lower_scatter(ctx, node, args):
     x, v, *idx = args
     out = ctx.new_array(node.out)
-    copy(ctx, x, out)
     from ...ir.ops.indexing import gathered_shape
     space, _ = gathered_shape(x.dims, [a.dims for a in idx], node.params["start"])
     space_vals = [ctx.dim(d) for d in space]
@@ -76,7 +76,11 @@ def lower_scatter(ctx, node, args):
             from .scalar import LOWER
             val = LOWER["add"](ctx, [ctx.load(out, target), val], out.dtype, out.dtype, {})
         ctx.store(out, target, val)
-    for_each(ctx, space_vals, ops, body, indices=True)
+
+    def copy_then_scatter(lo, hi):      # one loop function for both (each costs LLVM ~10 ms)
+        copy(ctx, x, out)
+        for_each(ctx, space_vals, ops, body, indices=True)
+    parallel_range(ctx, ctx.i64(1), copy_then_scatter)
     ctx.raise_flagged()
     return [out]
 

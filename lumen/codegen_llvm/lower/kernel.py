@@ -411,25 +411,28 @@ def _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilo
                         kept, cost):
     """Reduced axes outside the innermost one: accumulate in memory order into the output (or,
     with an epilogue or another dtype, into a scratch buffer finished by a last pass). Threads
-    share the outermost kept axis: each output element is accumulated by one thread, in the
-    serial order."""
+    share the outermost kept axis: each sets, accumulates (in the serial order) and finishes
+    the output elements of its block, all in one region."""
     direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
     acc = out if direct else ctx.malloc_buffer(red_dtype, node.out.type.shape, "reduce_acc")
     init = identity(op, acc.dtype)
-    for_each(ctx, acc.shape, [align(ctx, acc, acc.dims)],
-             lambda off, _: ctx.store(acc, off[0], init))
-    acc_op = Operand(acc, _out_strides(ctx, node.params["reduce"], node.params["space"], acc), False)
+    red, space = node.params["reduce"], node.params["space"]
+    acc_op = Operand(acc, _out_strides(ctx, red, space, acc), False)
+    out_op = Operand(out, _out_strides(ctx, red, space, out), False)
 
     def visit(off, idx):
         v = element(off[1:], acc.dtype)
         ctx.store(acc, off[0], combine(ctx, op, ctx.load(acc, off[0]), v, acc.dtype))
-    for_each(ctx, space_vals, [acc_op] + operands, visit, cost=cost, split_axis=kept[0])
-    if direct:
-        return
-    out_dims = list(node.out.type.shape)
-    finish_ops = [align(ctx, out, out_dims), align(ctx, acc, out_dims)]
 
     def finish(off, idx):
-        space_idx = {epilogue.axis_map[k]: i for k, i in idx.items()}
-        ctx.store(out, off[0], epilogue.apply(ctx.load(acc, off[1]), space_idx))
-    for_each(ctx, out.shape, finish_ops, finish, indices=True)
+        ctx.store(out, off[0], epilogue.apply(ctx.load(acc, off[1]), idx))
+
+    def block(lo, hi):
+        mine, zero = {kept[0]: (lo, hi)}, ctx.i64(0)
+        nest(ctx, space_vals, [acc_op], lambda off, _: ctx.store(acc, off[0], init), kept, 0,
+             [zero], {}, mine)
+        nest(ctx, space_vals, [acc_op] + operands, visit, list(range(len(space_vals))), 0,
+             [zero] * (1 + len(operands)), {}, mine)
+        if not direct:
+            nest(ctx, space_vals, [out_op, acc_op], finish, kept, 0, [zero] * 2, {}, mine)
+    parallel_range(ctx, space_vals[kept[0]], block, work_of(ctx, space_vals, cost))
