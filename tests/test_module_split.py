@@ -206,9 +206,9 @@ def test_the_object_code_does_not_depend_on_the_cores(mlp_ir, monkeypatch):
 def test_parts_compile_on_threads_of_their_own(mlp_ir, monkeypatch):
     seen, compile_part = set(), target._compile_part
 
-    def recording(text, passes=True, glue=False):
+    def recording(text, pipeline):
         seen.add(threading.current_thread().name)
-        return compile_part(text, passes, glue)
+        return compile_part(text, pipeline)
     monkeypatch.setattr(target, "_compile_part", recording)
     monkeypatch.setattr(target.os, "sched_getaffinity", lambda pid: {0, 1})
     target.compile_objects(mlp_ir)

@@ -228,6 +228,12 @@ class Context:
             raise AssertionError(d.op)
         return v
 
+    def move_bytes(self, dst, src, nbytes, builder=None):
+        """Copy ``nbytes`` bytes from ``src`` to ``dst`` (the regions may overlap), at
+        ``builder`` (default: the context's)."""
+        move = self.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
+        (builder or self.builder).call(move, [dst, src, nbytes, ir.Constant(i1, 0)])
+
     def count(self, dims):
         n = self.i64(1)
         for d in dims:
@@ -346,9 +352,8 @@ class Context:
             with fresh:
                 obj, copy = self._new_result(value)
                 b.store(obj, slot)
-                nbytes = b.mul(self.count(copy.shape), self.i64(value.dtype.itemsize))
-                move = self.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
-                b.call(move, [copy.data, donor.data, nbytes, ir.Constant(i1, 0)])
+                self.move_bytes(copy.data, donor.data,
+                                b.mul(self.count(copy.shape), self.i64(value.dtype.itemsize)))
                 copied = b.block
         data = b.phi(i8p)
         data.add_incoming(donor.data, reused)

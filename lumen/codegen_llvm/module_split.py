@@ -91,6 +91,11 @@ class Part(NamedTuple):
     work: float       # estimated, in lines of glue
     glue: bool        # the entry's part, without loops of its own
 
+    @property
+    def pipeline(self) -> str:
+        """The optimisation pipeline it takes (`target._pipeline`)."""
+        return "glue" if self.glue else "loops"
+
 
 def _halves(start, regions):
     """Longest-first assignment of (work, region) pairs to two parts, the first of which starts
@@ -128,12 +133,12 @@ def split(llvm_ir: str) -> list[Part]:
     regions = [(len(item.lines) * _REGION_COST, item) for item in items
                if _movable(item, by_name)]
     glue_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for _, i in regions)
-    if not regions:
-        return [Part(llvm_ir, glue_work, not any(_is_loop(item) for item in items))]
     moved = {item.name for _, item in regions}
+    only_glue = not any(_is_loop(item) and item.name not in moved for item in items)
+    if not regions:
+        return [Part(llvm_ir, glue_work, only_glue)]
     glue = [_declaration(item) if item.name in moved else "\n".join(item.lines)
             for item in items]
-    only_glue = not any(_is_loop(item) and item.name not in moved for item in items)
     parts = [Part("\n".join(header + glue) + "\n", glue_work, only_glue)]
     for group in _groups(glue_work, regions):
         parts.append(Part(_part_text(header, [item for _, item in group], by_name),

@@ -17,14 +17,15 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from .buffer_cache import HEADER, KEEP_MAX, advise_huge_pages
+from .context import ALIGNED, C_CONTIGUOUS, WRITEABLE
 from .llvmtypes import i8p, i32, i64, i64p
 
 SLOTS = 4
 #: Results from this size on come from the pool (smaller ones would take its few slots from
 #: the large results it is for).
 POOL_MIN = 1 << 20
-#: NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_WRITEABLE
-_CARRAY = 0x0001 | 0x0100 | 0x0400
+#: The flags of a new result array
+_CARRAY = C_CONTIGUOUS | ALIGNED | WRITEABLE
 NAME = "lumen_result_array"
 
 

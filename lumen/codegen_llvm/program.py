@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..ir.dims import Dim
 from ..ir.graph import Graph
 from ..ir.ops import BODY_PARAMS, CONTROL, MOVEMENT
-from ..passes.matvec_siblings import fuse_matvec_siblings
 from .context import Arr, Context
 from .lower import LOWER
 from .lower.kernel import used_inputs
@@ -16,15 +15,13 @@ from .profiling import Profiler, body_timer, node_timer
 def lower_graph(graph: Graph, parallel: bool = True, profile: bool = False) -> str:
     """LLVM IR text of ``lumen_entry`` for ``graph`` (whose nodes all have a lowering); with
     ``parallel``, large loops run on several threads (parallel.py); with ``profile``, the
-    nodes are timed into counters (profiling.py). Backward products and weight updates that
-    read the same matrix are first merged into one pass over it (`fuse_matvec_siblings`)."""
-    graph = fuse_matvec_siblings(graph)
+    nodes are timed into counters (profiling.py)."""
     ctx = Context(graph.name, parallel)
     ctx.profiler = Profiler(ctx) if profile else None
     env = {}
     arrays = ctx.read_arguments(graph.inputs, graph.input_contiguous, len(graph.captured))
     for v, arr in zip(graph.inputs, arrays):
-        arr.dims = tuple(graph.dim_aliases.get(d, d) for d in arr.dims)
+        arr.dims = graph.unaliased(arr.dims)
         env[v] = arr
         for axis, d in enumerate(v.type.shape):
             if d.op == "input":
@@ -151,10 +148,6 @@ def _donations(graph, first_output, last_use) -> dict:
     positions it writes, while nothing else sharing its memory (a view) is still to be read."""
     if not graph.donated:
         return {}
-    alias = graph.dim_aliases
-
-    def dims(v):
-        return tuple(alias.get(d, d) for d in v.type.shape)
     plan, index_of = {}, {n: k for k, n in enumerate(graph.nodes)}
     for u in sorted(graph.donated):
         arg = graph.inputs[u]
@@ -171,7 +164,8 @@ def _donations(graph, first_output, last_use) -> dict:
         k = index_of[node]
         value = node.outputs[0]
         if last_use.get(arg) != k or value not in first_output or value in plan or \
-                value.dtype != arg.dtype or dims(value) != dims(arg) or \
+                value.dtype != arg.dtype or \
+                graph.unaliased(value.type.shape) != graph.unaliased(arg.type.shape) or \
                 any(last_use.get(w, -1) >= k for w in shared - {arg}):
             continue
         if node.op == "kernel":     # a reduction reads it in its epilogue only, per result

@@ -115,17 +115,17 @@ def code_key(what: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _pipeline(tm, glue=False):
-    """-> (pass builder, module pass manager) of the optimisation pipeline.
+def _pipeline(tm, kind):
+    """-> (pass builder, module pass manager) of optimisation pipeline ``kind``.
 
-    Loops: -O2 with the vectorisers and interleaving but no unrolling: the kernels run as fast
+    "loops": -O2 with the vectorisers and interleaving but no unrolling: the kernels run as fast
     as at -O3 (they unroll themselves where it pays: blocked reductions), and compiling takes a
-    fifth less (measured on the MLP and LSTM-CRF training steps). ``glue`` (a program's entry,
+    fifth less (measured on the MLP and LSTM-CRF training steps). "glue" (a program's entry,
     whose loops are elsewhere: `module_split`): promoting the stack slots to registers,
     combining, simplifying the branches and numbering the values is what pays there; -O2
     spent 0.09 s of the MLP training step's cold start on it against 0.02 s, and its object
     code was 6 % larger."""
-    if glue:
+    if kind == "glue":
         pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0))
         mpm = llvm.create_new_module_pass_manager()
         for add in (mpm.add_sroa_pass, mpm.add_instruction_combine_pass,
@@ -142,9 +142,9 @@ def _pipeline(tm, glue=False):
     return pb, pb.getModulePassManager()
 
 
-def _optimised(llvm_ir: str, tm, context, lib, passes=True, glue=False):
-    """Parse, verify and optimise (unless not ``passes``; ``glue``: `_pipeline`'s) a module
-    for ``tm`` in ``context``, calling LLVM through ``lib`` (`_unlocked_library` or llvmlite's
+def _optimised(llvm_ir: str, tm, context, lib, pipeline):
+    """Parse, verify and optimise (with `_pipeline` ``pipeline``, if not None) a module for
+    ``tm`` in ``context``, calling LLVM through ``lib`` (`_unlocked_library` or llvmlite's
     locked one) -> `ModuleRef`."""
     with ffi.OutputString() as error:
         module = llvm.ModuleRef(lib.LLVMPY_ParseAssembly(
@@ -158,8 +158,8 @@ def _optimised(llvm_ir: str, tm, context, lib, passes=True, glue=False):
         with ffi.OutputString() as error:
             if lib.LLVMPY_VerifyModule(module, error):
                 raise RuntimeError(str(error))
-        if passes:
-            pb, mpm = _pipeline(tm, glue)
+        if pipeline is not None:
+            pb, mpm = _pipeline(tm, pipeline)
             lib.LLVMPY_RunNewModulePassManager(mpm, module, pb)
     except BaseException:
         module.close()
@@ -173,7 +173,7 @@ def optimise(llvm_ir: str) -> list:
     optimised IR and assembly; `compile_objects` compiles)."""
     with LLVM_LOCK:
         return [_optimised(part.text, target_machine(), llvm.get_global_context(), ffi.lib,
-                           glue=part.glue) for part in split(llvm_ir)]
+                           part.pipeline) for part in split(llvm_ir)]
 
 
 def compile_objects(llvm_ir: str, passes=True) -> list[bytes]:
@@ -185,11 +185,11 @@ def compile_objects(llvm_ir: str, passes=True) -> list[bytes]:
     parts = split(llvm_ir)
     workers = min(len(parts), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                   else os.cpu_count() or 1)
+    pipelines = [part.pipeline if passes else None for part in parts]
     if workers == 1:
-        return [_compile_part(part.text, passes, part.glue) for part in parts]
+        return [_compile_part(part.text, pipeline) for part, pipeline in zip(parts, pipelines)]
     with ThreadPoolExecutor(workers, thread_name_prefix="lumen-compile") as pool:
-        # longest first
-        futures = {i: pool.submit(_compile_part, parts[i].text, passes, parts[i].glue)
+        futures = {i: pool.submit(_compile_part, parts[i].text, pipelines[i])  # longest first
                    for i in sorted(range(len(parts)), key=lambda i: -parts[i].work)}
         return [futures[i].result() for i in range(len(parts))]
 
@@ -202,9 +202,9 @@ def _unlocked_library():
         return ffi.lib
 
 
-def _compile_part(llvm_ir: str, passes=True, glue=False) -> bytes:
-    """One module to object code (``passes``, ``glue``: `_optimised`'s), in an LLVM context,
-    target machine and pass builder of its own, so that several run at once.
+def _compile_part(llvm_ir: str, pipeline) -> bytes:
+    """One module to object code (``pipeline``: `_optimised`'s), in an LLVM context, target
+    machine and pass builder of its own, so that several run at once.
 
     llvmlite holds one process-wide lock around every call into LLVM, because its modules share
     LLVM's global context. Nothing here is shared with another thread (distinct contexts may be
@@ -215,7 +215,7 @@ def _compile_part(llvm_ir: str, passes=True, glue=False) -> bytes:
     tm = _new_target_machine()
     context = llvm.create_context()
     try:
-        module = _optimised(llvm_ir, tm, context, lib, passes, glue)
+        module = _optimised(llvm_ir, tm, context, lib, pipeline)
         try:
             with ffi.OutputString() as error:
                 buffer = lib.LLVMPY_TargetMachineEmitToMemory(tm, module, 1, error)

@@ -143,8 +143,12 @@ def _optimize(graph, options, check):
 
 
 def _lower(optimized, options) -> str:
+    """LLVM IR of the optimised graph, after the CPU-only sibling fusion of backward products
+    and weight updates (`fuse_matvec_siblings`; the GPU and ``.ptx()`` lower the graph as the
+    pipeline left it)."""
     from ..codegen_llvm.program import lower_graph
-    return lower_graph(optimized, parallel=options.get("parallel", True),
+    from ..passes.matvec_siblings import fuse_matvec_siblings
+    return lower_graph(fuse_matvec_siblings(optimized), parallel=options.get("parallel", True),
                        profile=options.get("profile", False))
 
 

@@ -118,6 +118,11 @@ class Graph:
         self.kept_checks = []       # (Check, where) of nodes rewritten or found dead: still run
         self.donated = frozenset()  # positions of the inputs whose memory results may take
 
+    def unaliased(self, shape) -> tuple:
+        """``shape`` with each input size the checks proved equal to another replaced by that
+        one (`dim_aliases`): sizes that compare equal here are equal at run time."""
+        return tuple(self.dim_aliases.get(d, d) for d in shape)
+
     def all_checks(self):
         """Every size check the compiled code must run: (Check, where it comes from). A node a
         rewrite removed still had its operands' sizes checked in NumPy, and passes may have

@@ -11,8 +11,8 @@ This pass pairs such siblings into a `kernel_matvec` node (ir/ops/kernel.py): a 
 transpose(W))`` with v a single row, and an elementwise kernel whose space is W's shape and
 which reads W itself; neither may depend on the other. The fused node runs where both its
 operands exist (the graph is re-sorted, stably); the two nodes' size checks are kept on it.
-The CPU backend applies it before lowering (codegen_llvm/program.py); the GPU backend's
-kernels stay as the pipeline left them.
+The CPU path applies it to the optimised graph before lowering (frontend/compile.py); the GPU
+backend's kernels stay as the pipeline left them.
 """
 from __future__ import annotations
 
@@ -54,15 +54,11 @@ def _pairs(graph: Graph) -> dict:
     """matmul node -> (elementwise kernel node, index of W among its inputs), each node in at
     most one pair."""
     producer = {v: n for n in graph.nodes for v in n.outputs}
-    alias = graph.dim_aliases       # a graph input's sizes unify_dims proved equal to others
-
-    def dims(shape):
-        return tuple(alias.get(d, d) for d in shape)
     readers = {}        # W -> [(elementwise kernel over W's space, W's index among its inputs)]
     for n in graph.nodes:
         if n.op == "kernel" and n.params["reduce"] is None and len(n.params["space"]) == 2:
             for index, v in enumerate(n.inputs):
-                if dims(v.type.shape) == dims(n.params["space"]):
+                if graph.unaliased(v.type.shape) == graph.unaliased(n.params["space"]):
                     readers.setdefault(v, []).append((n, index))
                     break
     candidates = [(n, readers[w]) for n in graph.nodes

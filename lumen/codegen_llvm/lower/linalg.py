@@ -5,7 +5,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 import numpy as np
 
-from ..llvmtypes import f32, f64, i1, i8, i8p, i32, i64, value_type
+from ..llvmtypes import f32, f64, i8, i8p, i32, i64, value_type
 from ..parallel import parallel_range
 from .. import small_gemm
 from ..symbols import blas
@@ -191,9 +191,8 @@ def _product_function(ctx, dtype):
         b.ret_void()
     with b.if_then(b.and_(b.fcmp_unordered("une", beta, ir.Constant(ft, 0.0)),
                           b.icmp_unsigned("!=", c, c_in))):
-        move = ctx.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
-        b.call(move, [c, c_in, b.mul(b.mul(m, n), ir.Constant(i64, np.dtype(dtype).itemsize)),
-                      ir.Constant(i1, 0)])
+        ctx.move_bytes(c, c_in, b.mul(b.mul(m, n), ir.Constant(i64, np.dtype(dtype).itemsize)),
+                       builder=b)
 
     def ref(v):
         """BLAS takes every argument by pointer (Fortran); ints of its width."""

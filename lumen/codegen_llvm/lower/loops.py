@@ -9,7 +9,7 @@ from __future__ import annotations
 import llvmlite.ir as ir
 
 from ..context import Arr
-from ..llvmtypes import i1, i8p, i64
+from ..llvmtypes import i8p, i64
 from ..parallel import COPY_NAME, parallel_range, work_of
 
 
@@ -94,10 +94,8 @@ def copy(ctx, src: Arr, dst: Arr, convert=None):
     space = list(dst.dims)
     ops = [align(ctx, dst, space), align(ctx, src, space)]
     if convert is None and space and all(op.dense for op in ops):
-        b = ctx.builder
-        size = b.mul(ctx.count(dst.shape), ctx.i64(dst.dtype.itemsize))
-        move = ctx.function("llvm.memmove.p0.p0.i64", ir.VoidType(), [i8p, i8p, i64, i1])
-        b.call(move, [dst.data, src.data, size, ir.Constant(i1, 0)])
+        ctx.move_bytes(dst.data, src.data,
+                       ctx.builder.mul(ctx.count(dst.shape), ctx.i64(dst.dtype.itemsize)))
         return
     if convert is None and space and not all(op.dense or is_broadcast_scalar(op) for op in ops):
         fn = strided_copy_function(ctx, len(space), dst.dtype)
