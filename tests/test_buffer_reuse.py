@@ -35,7 +35,7 @@ def test_slots_stay_in_memory():
     error check, took a sixth of the compile time of an MLP step)."""
     import re
     from lumen.codegen_llvm.target import optimise
-    ir = str(optimise(lumen.jit(_model).lower(*_inputs(8, 0)).llvm_ir())[0])
+    ir = str(optimise(lumen.jit(_model).lower(*_inputs(8, 0)).llvm_ir())[0][0])
     entry = ir[ir.index("@lumen_entry("):]
     entry = entry[:entry.index("\n}")]
     widest = max((len(re.findall(r"\[ [^\]]*\]", line)) for line in entry.splitlines()

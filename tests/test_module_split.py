@@ -1,6 +1,6 @@
 """A program compiled in parts, at once (lumen/codegen_llvm/module_split.py, target.py).
 
-The loops (parallel regions, strided copies) leave the entry's module, the glue, for up to four
+The loops (parallel regions, strided copies) leave the entry's module, the glue, for up to five
 others; every loop function is defined in exactly one part and declared where it is called;
 the glue holds no loop over elements (`parallel=False` functions' and iota's, cumsum's,
 integer products' and reductions' loops are regions too) and is optimised by a short pipeline,
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import lumen
-from lumen.codegen_llvm import module_split, target
+from lumen.codegen_llvm import module_split, parallel, target
 from lumen.runtime import disk_cache
 
 from .oracle import assert_same
@@ -78,18 +78,20 @@ def mlp_ir():
     return lumen.jit(mlp_step).lower(*mlp_inputs()).llvm_ir()
 
 
+LOOP_NAMES = (parallel.REGION_NAME, parallel.PLAIN_REGION_NAME, parallel.COPY_NAME)
+
+
 def test_every_region_is_defined_in_exactly_one_part(mlp_ir):
     parts = module_split.split(mlp_ir)
-    assert 2 <= len(parts) <= 5
+    assert 2 <= len(parts) <= 6
     assert [p.glue for p in parts] == [True] + [False] * (len(parts) - 1)
-    regions = [n for n in defined(mlp_ir) if n.startswith("lumen_region")]
+    regions = [n for n in defined(mlp_ir) if n.startswith(parallel.REGION_NAME)]
     assert len(regions) >= 8
     definitions = [n for part in parts for n in defined(part.text)]
     assert sorted(definitions) == sorted(defined(mlp_ir))         # nothing lost or doubled
     assert "lumen_entry" in defined(parts[0].text)
     moved = [n for part in parts[1:] for n in defined(part.text)]
-    assert set(moved) == {n for n in defined(mlp_ir) if n.startswith(("lumen_region",
-                                                                       "lumen.copy."))}
+    assert set(moved) == {n for n in defined(mlp_ir) if n.startswith(LOOP_NAMES)}
     assert set(moved) <= set(declared(parts[0].text))               # the entry still calls them
     for part in parts[1:]:
         assert 'define internal' not in part.text                   # linked by name
@@ -143,6 +145,36 @@ def test_no_loop_over_elements_stays_in_the_glue(parallel):
     assert re.search(r"\bv\w+pd\s+%zmm|\bv\w+pd\s+%ymm", low.asm())
     for got, want in zip(f(*args), _loops_everywhere(*args)):
         assert_same(got, want, rtol=1e-12)
+
+
+def test_loops_that_follow_indices_take_the_short_pipeline():
+    """A gather's, a scatter's and iota's loops are regions of their own kind, compiled together
+    in one part by the glue's passes (the vectorisers widen nothing there) at the loops' code
+    generation level; the vectorised kernels stay apart. The program computes what NumPy does,
+    and an index out of bounds still raises."""
+    def f(x, rows, cols, v):
+        placed = np.zeros_like(x)
+        placed[rows, cols] = v
+        return x[rows, cols] * 2, np.arange(x.shape[0]) + x.shape[1], placed, np.tanh(x)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 30))
+    rows, cols = rng.permutation(40)[:25], rng.integers(0, 30, 25)
+    v = rng.standard_normal(25)
+    parts = module_split.split(lumen.jit(f).lower(x, rows, cols, v).llvm_ir())
+    plain = [p for p in parts if p.pipeline == "plain"]
+    assert len(plain) == 1 and parts[-1] is plain[0]
+    assert len(defined(plain[0].text)) == 3
+    assert all(n.startswith(parallel.PLAIN_REGION_NAME) for n in defined(plain[0].text))
+    loops = [n for p in parts if p.pipeline == "loops" for n in defined(p.text)]
+    assert loops and all(n.startswith(parallel.REGION_NAME) for n in loops)
+    assert target.CODEGEN_LEVEL["plain"] == target.CODEGEN_LEVEL["loops"]
+    want = np.zeros_like(x)
+    want[rows, cols] = v
+    for got, expected in zip(lumen.jit(f)(x, rows, cols, v),
+                             (x[rows, cols] * 2, np.arange(40) + 30, want, np.tanh(x))):
+        assert_same(got, expected, rtol=1e-12)
+    with pytest.raises(IndexError, match="out of bounds"):
+        lumen.jit(f)(x, rows, cols + 30, v)
 
 
 HANDMADE = '''; ModuleID = "m"

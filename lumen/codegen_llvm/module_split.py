@@ -7,8 +7,10 @@ a short pipeline, and the loops with the vectorisers. A loop function can leave 
 refers to nothing of it but external declarations (and private constants, which can be
 copied), and the entry only calls it or passes its address to ``GOMP_parallel``. The loops
 move, with the declarations they use, into parts of their own, where they are defined with
-external linkage; the first part keeps the glue (`Part.glue`) and declares them. The object code of all parts is linked into one engine
-(`target.LoadedModule`).
+external linkage; the first part keeps the glue (`Part.glue`) and declares them. Loops that
+follow indices (`parallel.PLAIN_REGION_NAME`) go to one part of their own, which takes the
+glue's short pipeline: the vectorisers widen nothing there, and cost a gather, a scatter or an
+iota ~15 ms each. The object code of all parts is linked into one engine (`target.LoadedModule`).
 
 The split depends only on the module, never on the machine: the same program gives the same
 parts and the same object code everywhere (disk cache entries written by two processes at once
@@ -21,14 +23,14 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .parallel import COPY_NAME, REGION_NAME
+from .parallel import COPY_NAME, PLAIN_REGION_NAME, REGION_NAME
 
 #: What the functions made of loops are called.
-_LOOPS = (REGION_NAME, COPY_NAME)
+_LOOPS = (REGION_NAME, PLAIN_REGION_NAME, COPY_NAME)
 
 #: Estimated work (in lines of glue) a part needs to pay for its own parse and thread.
 MIN_PART_WORK = 800
-_REGION_COST = 5
+_REGION_COST, _PLAIN_COST = 5, 2
 
 _DEFINE = re.compile(r'define (internal )?.*?@"([^"]+)"\(')
 _DECLARATION = re.compile(r'declare .*?@"([^"]+)"\(|@"([^"]+)" = ')
@@ -89,12 +91,12 @@ def _movable(item, by_name, depth=1) -> bool:
 class Part(NamedTuple):
     text: str
     work: float       # estimated, in lines of glue
-    glue: bool        # the entry's part, without loops of its own
+    pipeline: str     # the optimisation pipeline it takes (`target._pipeline`)
 
     @property
-    def pipeline(self) -> str:
-        """The optimisation pipeline it takes (`target._pipeline`)."""
-        return "glue" if self.glue else "loops"
+    def glue(self) -> bool:
+        """The entry's part, without loops of its own."""
+        return self.pipeline == "glue"
 
 
 def _halves(start, regions):
@@ -126,23 +128,29 @@ def _groups(glue_work, regions):
 
 
 def split(llvm_ir: str) -> list[Part]:
-    """``llvm_ir`` as one to five modules whose object code, linked together, is the program:
-    the glue, holding the entry, then the regions' parts (none without regions)."""
+    """``llvm_ir`` as one to six modules whose object code, linked together, is the program:
+    the glue, holding the entry, then the regions' parts (none without regions), the plain
+    regions' last."""
     header, items = _items(llvm_ir)
     by_name = {item.name: item for item in items}
-    regions = [(len(item.lines) * _REGION_COST, item) for item in items
-               if _movable(item, by_name)]
-    glue_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for _, i in regions)
-    moved = {item.name for _, item in regions}
+    movable = [item for item in items if _movable(item, by_name)]
+    plain = [item for item in movable if item.name.startswith(PLAIN_REGION_NAME)]
+    regions = [(len(item.lines) * _REGION_COST, item) for item in movable if item not in plain]
+    glue_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for i in movable)
+    moved = {item.name for item in movable}
     only_glue = not any(_is_loop(item) and item.name not in moved for item in items)
-    if not regions:
-        return [Part(llvm_ir, glue_work, only_glue)]
+    stay = "glue" if only_glue else "loops"
+    if not movable:
+        return [Part(llvm_ir, glue_work, stay)]
     glue = [_declaration(item) if item.name in moved else "\n".join(item.lines)
             for item in items]
-    parts = [Part("\n".join(header + glue) + "\n", glue_work, only_glue)]
-    for group in _groups(glue_work, regions):
+    parts = [Part("\n".join(header + glue) + "\n", glue_work, stay)]
+    for group in _groups(glue_work, regions) if regions else ():
         parts.append(Part(_part_text(header, [item for _, item in group], by_name),
-                          sum(w for w, _ in group), False))
+                          sum(w for w, _ in group), "loops"))
+    if plain:
+        parts.append(Part(_part_text(header, plain, by_name),
+                          sum(len(item.lines) for item in plain) * _PLAIN_COST, "plain"))
     return parts
 
 

@@ -42,6 +42,9 @@ CHUNK_WORK, MAX_CHUNKS = 1 << 13, 64
 _REGION = ir.FunctionType(ir.VoidType(), [i8p])
 #: The name every region's function starts with (`module_split` moves them between modules).
 REGION_NAME = "lumen_region"
+#: The regions whose loops follow indices (gathers, scatters, iota): LLVM's vectorisers find
+#: nothing to widen there, and `target` compiles them with the glue's short pipeline.
+PLAIN_REGION_NAME = "lumen_plain_region"
 #: The same for the strided copy functions (`loops.strided_copy_function`), loops too.
 COPY_NAME = "lumen.copy."
 
@@ -63,16 +66,18 @@ def work_of(ctx, space_vals, cost):
     return ctx.builder.mul(ctx.count(space_vals), ctx.i64(cost))
 
 
-def parallel_range(ctx, n, emit, work=None):
+def parallel_range(ctx, n, emit, work=None, vectorise=True):
     """Emit the loop over units [0, n) that ``emit(lo, hi)`` writes for units [lo, hi) (with
     i64 bounds) in a region, whose units the threads split when ``work`` reaches `THRESHOLD`;
     without ``work`` the entry calls it on its own thread. Either way the loop leaves the
     entry, which is glue optimised by a short pipeline (`target`): loops are where LLVM's
-    vectorisers pay. Inside a region already, the loop is emitted where the builder is."""
+    vectorisers pay, except those that follow indices (``vectorise=False``:
+    `PLAIN_REGION_NAME`). Inside a region already, the loop is emitted where the builder is."""
     if ctx.fn is not ctx.entry:
         emit(ctx.i64(0), n)
         return
-    fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name(REGION_NAME))
+    name = REGION_NAME if vectorise else PLAIN_REGION_NAME
+    fn = ir.Function(ctx.module, _REGION, ctx.module.get_unique_name(name))
     fn.linkage = "internal"
     shared_errcode, n_flags = ctx.errcode, len(ctx.pending_errors)
     with ctx.function_body(fn):

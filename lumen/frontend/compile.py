@@ -175,7 +175,7 @@ class Lowered:
     def llvm_ir(self) -> str:
         return _lower(self.optimized_graph(), self.options)
 
-    def _llvm_modules(self):
+    def _llvm_parts(self):
         if self._modules is None:
             self._modules = optimise(self.llvm_ir())
         return self._modules
@@ -191,4 +191,4 @@ class Lowered:
         return lower_program(self.optimized_graph(), arch or gpu_arch() or DEFAULT_ARCH).ptx
 
     def asm(self) -> str:
-        return assembly(self._llvm_modules())
+        return assembly(self._llvm_parts())

@@ -28,7 +28,7 @@ def lower_iota(ctx, node, args):
     def values(lo, hi):
         with ctx.loop(hi, "iota", start=lo) as i:
             ctx.store(out, b.mul(i, ctx.i64(out.dtype.itemsize)), cast(ctx, i, "int64", out.dtype))
-    parallel_range(ctx, out.shape[0], values)
+    parallel_range(ctx, out.shape[0], values, vectorise=False)
     return [out]
 
 

@@ -53,7 +53,7 @@ def lower_gather(ctx, node, args):
         ctx.store(out, off[0], ctx.load(x, x_offset(indices, loaded)))
     # threads may share the points: each writes its own output element (cost: the index
     # loads, the bounds checks and the element copied)
-    for_each(ctx, out.shape, ops, body, indices=True, cost=1 + len(idx))
+    for_each(ctx, out.shape, ops, body, indices=True, cost=1 + len(idx), vectorise=False)
     ctx.raise_flagged()
     return [out]
 
@@ -80,7 +80,7 @@ def lower_scatter(ctx, node, args):
     def copy_then_scatter(lo, hi):      # one loop function for both (each costs LLVM ~10 ms)
         copy(ctx, x, out)
         for_each(ctx, space_vals, ops, body, indices=True)
-    parallel_range(ctx, ctx.i64(1), copy_then_scatter)
+    parallel_range(ctx, ctx.i64(1), copy_then_scatter, vectorise=False)
     ctx.raise_flagged()
     return [out]
 

@@ -43,12 +43,13 @@ def is_broadcast_scalar(op: Operand) -> bool:
 
 
 def for_each(ctx, space_vals, operands, body, order=None, indices=False, cost=None,
-             split_axis=None):
+             split_axis=None, vectorise=True):
     """Run ``body(offsets, indices)`` at every point of the space; ``offsets[i]`` is operand
     i's byte offset there. ``order`` lists the axes outermost first (default: 0..n-1);
     ``indices=True`` asks for the per-axis indices (else they may be None). With ``cost``
     (work per point) the points may be shared among threads, split along the outermost axis
-    or ``split_axis``: ``body`` must then write nothing that another point reads or writes."""
+    or ``split_axis``: ``body`` must then write nothing that another point reads or writes.
+    ``vectorise``: `parallel_range`'s."""
     n = len(space_vals)
     order = list(range(n)) if order is None else list(order)
     work = work_of(ctx, space_vals, cost)
@@ -59,7 +60,7 @@ def for_each(ctx, space_vals, operands, body, order=None, indices=False, cost=No
             with ctx.loop(hi, "flat", start=lo) as i:
                 body([ctx.builder.mul(i, ctx.i64(op.arr.dtype.itemsize), flags=["nsw"])
                       if op.dense else ctx.i64(0) for op in operands], None)
-        parallel_range(ctx, ctx.count(space_vals), flat_range, work)
+        parallel_range(ctx, ctx.count(space_vals), flat_range, work, vectorise)
         return
     zero = [ctx.i64(0)] * len(operands)
     if n == 0:
@@ -68,7 +69,7 @@ def for_each(ctx, space_vals, operands, body, order=None, indices=False, cost=No
     axis = order[0] if split_axis is None else split_axis
     parallel_range(ctx, space_vals[axis],
                    lambda lo, hi: nest(ctx, space_vals, operands, body, order, 0, zero, {},
-                                       {axis: (lo, hi)}), work)
+                                       {axis: (lo, hi)}), work, vectorise)
 
 
 def nest(ctx, space_vals, operands, body, order, level, offsets, indices, ranges=None):
