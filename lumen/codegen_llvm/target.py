@@ -27,17 +27,8 @@ LLVM_LOCK = threading.Lock()
 
 @functools.cache
 def _initialise():
-    """The native target, and code generation without loop strength reduction. LLVM's LSR
-    rewrites each vectorised loop's addresses into induction variables of its own: it took a
-    fifth of the loops' code generation (30 ms of the MLP training step's cold start, 10 ms of
-    the small products'), and the code it left ran more instructions, not fewer (counted with
-    valgrind, which runs AVX2 code, per call: the MLP step 21.9M against 20.1M without it, the simple RNN step at
-    H = 200 121M against 110M, ``((a-b)**2).sum()`` 21M against 17M; logsumexp 98M against
-    102M). The option is LLVM's, process-wide, like codegen_ptx's FMA level: PTX and other
-    llvmlite users in the process (numba) are generated without LSR too."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    llvm.set_option("lumen", "-disable-lsr")
     return True
 
 
