@@ -1,6 +1,7 @@
 """The host target: llvmlite initialisation, the target machine (host CPU name and features),
-optimisation (-O2 plus vectorisers for loops, a short pipeline for glue), object code, and
-loading object code into an MCJIT engine.
+optimisation (-O2 plus vectorisers for loops, a short pipeline for glue and for loops that
+follow indices), code generation (the glue at LLVM's fast level), object code, and loading
+object code into an MCJIT engine.
 
 Every compiled program goes through object code (`compile_objects`: one object per part of the
 module, compiled at once) and is loaded from it (`LoadedModule`), whether it was just compiled
