@@ -116,7 +116,7 @@ def _groups(glue_work, regions):
     number of cores, parts taken longest first then balance: two cores take a half each, four
     a quarter each."""
     if glue_work + sum(w for w, _ in regions) < 2 * MIN_PART_WORK:
-        return [regions]
+        return [regions] if regions else []
     groups = []
     for start, half in zip((glue_work, 0.0), _halves(glue_work, regions)):
         quarters = _halves(start, half)
@@ -135,7 +135,8 @@ def split(llvm_ir: str) -> list[Part]:
     by_name = {item.name: item for item in items}
     movable = [item for item in items if _movable(item, by_name)]
     plain = [item for item in movable if item.name.startswith(PLAIN_REGION_NAME)]
-    regions = [(len(item.lines) * _REGION_COST, item) for item in movable if item not in plain]
+    regions = [(len(item.lines) * _REGION_COST, item) for item in movable
+               if not item.name.startswith(PLAIN_REGION_NAME)]
     glue_work = sum(len(item.lines) for item in items) - sum(len(i.lines) for i in movable)
     moved = {item.name for item in movable}
     only_glue = not any(_is_loop(item) and item.name not in moved for item in items)
@@ -145,7 +146,7 @@ def split(llvm_ir: str) -> list[Part]:
     glue = [_declaration(item) if item.name in moved else "\n".join(item.lines)
             for item in items]
     parts = [Part("\n".join(header + glue) + "\n", glue_work, stay)]
-    for group in _groups(glue_work, regions) if regions else ():
+    for group in _groups(glue_work, regions):
         parts.append(Part(_part_text(header, [item for _, item in group], by_name),
                           sum(w for w, _ in group), "loops"))
     if plain:
