@@ -245,11 +245,13 @@ def test_no_contraction_into_fma():
 
 def test_every_primitive_runs_on_the_gpu():
     """Elementwise and reduce primitives become kernels (PTX); every other one has a CuPy
-    implementation, so no graph is refused for want of one (`kernel_matvec` is made by the CPU
-    backend from the graph it lowers: no GPU graph holds one)."""
+    implementation, so no graph is refused for want of one (`kernel_matvec` and
+    `kernel_map_reduce` are made by the CPU backend from the graph it lowers: no GPU graph holds
+    one)."""
     from lumen.ir.ops import ELEMENTWISE, OPS, REDUCE
     from lumen.runtime.gpu_ops import OPS as GPU_OPS
-    assert set(OPS) - ELEMENTWISE - REDUCE == set(GPU_OPS) | {"kernel", "kernel_matvec"}
+    assert set(OPS) - ELEMENTWISE - REDUCE == set(GPU_OPS) | {"kernel", "kernel_matvec",
+                                                                 "kernel_map_reduce"}
 
 
 def test_nvptx_refuses_what_it_cannot_select():

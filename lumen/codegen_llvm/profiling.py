@@ -162,7 +162,8 @@ def body_timer(ctx, graph):
 def describe(node) -> str:
     """What a row calls ``node``: ``kernel subtract·exp f32[?,?]`` (its scalar ops, then its
     reduction and epilogue), ``gemm f32[?,?]``, ``scan`` (a control node: the table adds its
-    steps); a `kernel_matvec` adds ``+ matvec`` and the product's type."""
+    steps); a `kernel_matvec` adds ``+ matvec`` and the product's type, a `kernel_map_reduce`
+    ``+ map`` and its kept values' type."""
     if node.op in KERNEL_OPS:
         p = node.params
         names = [s.op for s in p["body"].ops]
@@ -176,6 +177,8 @@ def describe(node) -> str:
         text = f"kernel {'·'.join(names)} {node.outputs[0].type.text()}"
         if node.op == "kernel_matvec":
             text += f" + matvec {node.outputs[1].type.text()}"
+        elif node.op == "kernel_map_reduce":
+            text += f" + map {node.outputs[1].type.text()}"
         return text
     if len(node.outputs) == 1 and node.op not in CONTROL:
         return f"{node.op} {node.out.type.text()}"

@@ -168,7 +168,7 @@ def _donations(graph, first_output, last_use) -> dict:
                 graph.unaliased(value.type.shape) != graph.unaliased(arg.type.shape) or \
                 any(last_use.get(w, -1) >= k for w in shared - {arg}):
             continue
-        if node.op == "kernel":     # a reduction reads it in its epilogue only, per result
+        if node.op in ("kernel", "kernel_map_reduce"):  # a reduction: in its epilogue only
             ok = node.params["reduce"] is None or \
                 not any(node.inputs[i] is arg for i in used_inputs(node.params["body"]))
         elif node.op == "kernel_matvec":

@@ -143,13 +143,21 @@ def _optimize(graph, options, check):
 
 
 def _lower(optimized, options) -> str:
-    """LLVM IR of the optimised graph, after the CPU-only sibling fusion of backward products
-    and weight updates (`fuse_matvec_siblings`; the GPU and ``.ptx()`` lower the graph as the
-    pipeline left it)."""
+    """LLVM IR of the optimised graph, after the CPU-only sibling fusions (`cpu_fusions`); the
+    GPU and ``.ptx()`` lower the graph as the pipeline left it."""
     from ..codegen_llvm.program import lower_graph
-    from ..passes.matvec_siblings import fuse_matvec_siblings
-    return lower_graph(fuse_matvec_siblings(optimized), parallel=options.get("parallel", True),
+    return lower_graph(cpu_fusions(optimized), parallel=options.get("parallel", True),
                        profile=options.get("profile", False))
+
+
+def cpu_fusions(graph):
+    """``graph`` and its loops' and branches' bodies with backward products and weight updates
+    merged (`fuse_matvec_siblings`), and elementwise kernels with reductions of their values
+    (`fuse_reduce_siblings`)."""
+    from ..passes.matvec_siblings import fuse_matvec_siblings
+    from ..passes.rebuild import map_bodies
+    from ..passes.reduce_siblings import fuse_reduce_siblings
+    return fuse_reduce_siblings(fuse_matvec_siblings(map_bodies(graph, cpu_fusions)))
 
 
 class Lowered:

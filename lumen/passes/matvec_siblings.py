@@ -16,11 +16,8 @@ backend's kernels stay as the pipeline left them.
 """
 from __future__ import annotations
 
-import heapq
-
 from ..ir.graph import Graph, Node
-from .rebuild import Rebuilder
-from .rewrite import remove_dead
+from .merge_nodes import dependence, merge
 
 
 def fuse_matvec_siblings(graph: Graph) -> Graph:
@@ -29,25 +26,13 @@ def fuse_matvec_siblings(graph: Graph) -> Graph:
     pairs = _pairs(graph)
     if not pairs:
         return graph
-    fused = {}          # matmul node -> its kernel_matvec (in terms of the old graph's values)
-    parts = {}          # kernel_matvec -> (kernel, matmul) it replaces
+    parts, slots = {}, {}    # kernel_matvec -> (kernel, matmul) it replaces / the matmul
     for product, (update, index) in pairs.items():
         node = Node("kernel_matvec", list(update.inputs) + [product.inputs[0]],
                     {**update.params, "matrix": index}, [update.out.type, product.out.type],
                     update.loc, tuple(product.checks) + tuple(update.checks), update.origin)
-        fused[product], parts[node] = node, (update, product)
-    updates = {update for update, _ in pairs.values()}
-    nodes = [fused.get(n, n) for n in graph.nodes if n not in updates]
-    rb = Rebuilder(graph)
-    for node in _stable_order(nodes, parts):
-        new = rb.add(node.op, [rb[v] for v in node.inputs], node.params,
-                     [o.type for o in node.outputs], node.loc, node.checks, node.origin)
-        if node in parts:
-            update, product = parts[node]
-            rb.map[update.out], rb.map[product.out] = new.outputs
-        else:
-            rb.replace(node, new)
-    return remove_dead(rb.finish())
+        parts[node], slots[node] = (update, product), product
+    return merge(graph, parts, slots)
 
 
 def _pairs(graph: Graph) -> dict:
@@ -65,20 +50,11 @@ def _pairs(graph: Graph) -> dict:
                   if (w := _row_product_matrix(n, producer)) is not None and w in readers]
     if not candidates:
         return {}
-    position = {n: k for k, n in enumerate(graph.nodes)}
-    ancestors = {}      # node -> bit set (by position) of the nodes it depends on
-    for n in graph.nodes:
-        bits = 0
-        for v in n.inputs:
-            p = producer.get(v)
-            if p is not None:
-                bits |= ancestors[p] | (1 << position[p])
-        ancestors[n] = bits
+    depends = dependence(graph)
     pairs, taken = {}, set()
     for n, kernels in candidates:
         for update, index in kernels:
-            if update not in taken and not ancestors[update] >> position[n] & 1 and \
-                    not ancestors[n] >> position[update] & 1:
+            if update not in taken and not depends(update, n) and not depends(n, update):
                 pairs[n] = (update, index)
                 taken.add(update)
                 break
@@ -99,29 +75,3 @@ def _row_product_matrix(node, producer):
             v.dtype != w.dtype or node.out.dtype != w.dtype:
         return None
     return w
-
-
-def _stable_order(nodes, parts):
-    """``nodes`` sorted so that each comes after its inputs' producers, otherwise in their
-    given order (a fused node in ``parts`` produces the values of the two it replaces)."""
-    producer = {v: n for n in nodes for v in n.outputs}
-    for node, replaced in parts.items():
-        for old in replaced:
-            producer[old.out] = node
-    position = {n: k for k, n in enumerate(nodes)}
-    waiting = {n: {producer[v] for v in n.inputs if v in producer} for n in nodes}
-    consumers = {}
-    for n, needs in waiting.items():
-        for p in needs:
-            consumers.setdefault(p, []).append(n)
-    ready = [position[n] for n, needs in waiting.items() if not needs]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        node = nodes[heapq.heappop(ready)]
-        order.append(node)
-        for c in consumers.get(node, ()):
-            waiting[c].discard(node)
-            if not waiting[c]:
-                heapq.heappush(ready, position[c])
-    return order

@@ -19,12 +19,11 @@ Phases and what each guarantees to the next:
 """
 from __future__ import annotations
 
-from ..ir.ops import BODY_PARAMS
 from ..ir.verify import verify
 from .fuse import fuse
 from .kernelize import kernelize
 from .loops import hoist_loops
-from .rebuild import Rebuilder
+from .rebuild import map_bodies
 from .rewrite import apply_rules, disabled_rules
 from .rules import simplify, specialize, stabilize
 from .unify_dims import unify_body_dims, unify_dims
@@ -84,17 +83,5 @@ def optimize(graph, fastmath=False, check=False, stages=None, disabled=None, nes
 
 
 def _optimize_bodies(graph, fastmath, check, disabled):
-    if not any(n.op in BODY_PARAMS for n in graph.nodes):
-        return graph
-    rb = Rebuilder(graph)
-    for node in graph.nodes:
-        if node.op not in BODY_PARAMS:
-            rb.keep(node)
-            continue
-        params = dict(node.params)
-        for key in BODY_PARAMS[node.op]:
-            params[key] = optimize(params[key], fastmath, check, disabled=disabled, nested=True)
-        new = rb.add(node.op, [rb[v] for v in node.inputs], params,
-                     [o.type for o in node.outputs], node.loc, node.checks, node.origin)
-        rb.replace(node, new)
-    return rb.finish()
+    return map_bodies(graph, lambda body: optimize(body, fastmath, check, disabled=disabled,
+                                                   nested=True))

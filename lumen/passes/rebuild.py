@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..ir.graph import Graph, Node
+from ..ir.ops import BODY_PARAMS
 
 
 class Rebuilder:
@@ -46,6 +47,26 @@ class Rebuilder:
         g = derived_graph(self.graph, self.nodes, [self[v] for v in self.graph.outputs])
         g.dim_aliases = self.dim_aliases
         return g
+
+
+def map_bodies(graph: Graph, transform) -> Graph:
+    """``graph`` with ``transform`` applied to the body graphs of its loops and branches (a
+    transform that should reach nested bodies applies itself there); the same graph when it
+    has none."""
+    if not any(n.op in BODY_PARAMS for n in graph.nodes):
+        return graph
+    rb = Rebuilder(graph)
+    for node in graph.nodes:
+        if node.op not in BODY_PARAMS:
+            rb.keep(node)
+            continue
+        params = dict(node.params)
+        for key in BODY_PARAMS[node.op]:
+            params[key] = transform(params[key])
+        new = rb.add(node.op, [rb[v] for v in node.inputs], params,
+                     [o.type for o in node.outputs], node.loc, node.checks, node.origin)
+        rb.replace(node, new)
+    return rb.finish()
 
 
 def derived_graph(graph: Graph, nodes, outputs, inputs=None) -> Graph:

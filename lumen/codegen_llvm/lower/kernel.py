@@ -20,12 +20,18 @@ def eval_body(ctx, body, values, dtypes):
     """Emit a kernel's scalar program; returns (result, result dtype)."""
     if not body.ops:
         return values[0], dtypes[0]
+    values, dtypes = eval_values(ctx, body, values, dtypes)
+    return values[-1], dtypes[-1]
+
+
+def eval_values(ctx, body, values, dtypes):
+    """Emit a kernel's scalar program; returns every value and its dtype (inputs, then ops)."""
     values, dtypes = list(values), list(dtypes)
     for s in body.ops:
         args = [values[a] for a in s.args]
         values.append(lower_scalar(ctx, s.op, args, [dtypes[a] for a in s.args], s.dtype, dict(s.params)))
         dtypes.append(s.dtype)
-    return values[-1], dtypes[-1]
+    return values, dtypes
 
 
 def used_inputs(body, n_lead=0):
@@ -63,6 +69,24 @@ def lower_kernel(ctx, node, args):
     return [out]
 
 
+def lower_kernel_map_reduce(ctx, node, args):
+    """`kernel_map_reduce`: the reduction, storing body value ``keep`` at every point it
+    visits. The kept values may go where an input that dies here was (read at the same point
+    first), unless the epilogue reads that input after the reduction."""
+    p = node.params
+    space = list(p["space"])
+    epilogue = p.get("epilogue")
+    late = used_inputs(epilogue, n_lead=1) if epilogue is not None else set()
+    out = ctx.new_array(node.outputs[0])
+    kept = ctx.new_array(node.outputs[1], [(v, a) for i, (v, a) in
+                                           enumerate(zip(node.inputs, args)) if i not in late])
+    operands = [align(ctx, a, space) for a in args] + [align(ctx, kept, space)]
+    _reduce(ctx, node, space, [ctx.dim(d) for d in space], args, operands,
+            [a.dtype for a in args], out, (p["keep"], kept))
+    ctx.raise_flagged()
+    return [out, kept]
+
+
 class _Epilogue:
     """What happens to a reduced value before it is stored: the kernel's epilogue (reading
     inputs at the output's index), or just the conversion to the output dtype."""
@@ -74,9 +98,9 @@ class _Epilogue:
         n_space = len(node.params["space"])
         self.axis_map = list(range(n_space)) if red.keepdims else list(kept)
         self.used = used_inputs(self.body, n_lead=1) if self.body is not None else set()
-        out_dims = list(node.out.type.shape)
+        out_dims = list(node.outputs[0].type.shape)
         self.operands = {i: align(ctx, args[i], out_dims) for i in self.used}
-        self.out_dtype = node.out.dtype
+        self.out_dtype = node.outputs[0].dtype
 
     def apply(self, value, space_indices):
         """The value to store for reduced ``value`` at the output element whose space indices
@@ -159,7 +183,9 @@ def arg_better(ctx, op, v, best, dtype):
     return b.icmp_unsigned(sym, v, best)
 
 
-def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
+def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out, keep=None):
+    """``keep``: (body value index, array) stored at every point, at the offset of the operand
+    after the inputs' (`lower_kernel_map_reduce`)."""
     body, red = node.params["body"], node.params["reduce"]
     op = red.op
     axes = sorted(red.axes)
@@ -174,7 +200,13 @@ def _reduce(ctx, node, space, space_vals, args, operands, dtypes, out):
 
     def element(off, target):
         """The body's value at ``off``, converted for accumulation in dtype ``target``."""
-        v, dt = eval_body(ctx, body, load_inputs(ctx, args, off, used), dtypes)
+        if keep is None:
+            v, dt = eval_body(ctx, body, load_inputs(ctx, args, off, used), dtypes)
+        else:
+            values, value_dtypes = eval_values(ctx, body, load_inputs(ctx, args, off, used),
+                                               dtypes)
+            ctx.store(keep[1], off[len(args)], values[keep[0]])
+            v, dt = values[-1], value_dtypes[-1]
         if op in ("any", "all"):
             return truth(ctx, v, dt)
         if op in ("argmax", "argmin"):
@@ -414,7 +446,7 @@ def _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilo
     share the outermost kept axis: each sets, accumulates (in the serial order) and finishes
     the output elements of its block, all in one region."""
     direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
-    acc = out if direct else ctx.malloc_buffer(red_dtype, node.out.type.shape, "reduce_acc")
+    acc = out if direct else ctx.malloc_buffer(red_dtype, node.outputs[0].type.shape, "reduce_acc")
     init = identity(op, acc.dtype)
     red, space = node.params["reduce"], node.params["space"]
     acc_op = Operand(acc, _out_strides(ctx, red, space, acc), False)

@@ -78,14 +78,17 @@ def _infer(types, params):
 
 def evaluate_body(body: KernelBody, arrays, shapes):
     """Run a kernel body with NumPy arrays (broadcast like the iteration space)."""
+    return body_values(body, arrays, shapes)[-1] if body.ops else arrays[0]
+
+
+def body_values(body: KernelBody, arrays, shapes) -> list:
+    """Every value of a kernel body run with NumPy arrays: the inputs, then each op's."""
     from . import OPS
-    if not body.ops:
-        return arrays[0]
     values = list(arrays)
     for s in body.ops:
         (out,) = OPS[s.op].reference([values[a] for a in s.args], dict(s.params), shapes)
         values.append(out)
-    return values[-1]
+    return values
 
 
 def _reference(arrays, params, shapes):
@@ -121,12 +124,34 @@ def _matvec_reference(arrays, params, shapes):
     return [out, arrays[-1] @ arrays[params["matrix"]].T]
 
 
+def _map_reduce_infer(types, params):
+    (out,), _ = _infer(types, params)
+    body, keep = params["body"], params["keep"]
+    dtype = body.ops[keep - body.n_inputs].dtype
+    return [out, TensorType(dtype, tuple(params["space"]))], []
+
+
+def _map_reduce_reference(arrays, params, shapes):
+    """The reduction's result, and body value ``keep`` at every point of the space."""
+    (out,) = _reference(arrays, params, shapes)
+    space = tuple(d.evaluate(shapes) for d in params["space"])
+    spread = [np.broadcast_to(a, space[len(space) - a.ndim:]) if a.ndim else a for a in arrays]
+    kept = body_values(params["body"], spread, shapes)[params["keep"]]
+    return [out, np.array(np.broadcast_to(kept, space), order="C")]
+
+
+#: `kernel_map_reduce`: a reducing kernel that also returns one of its body's values (index
+#: ``params["keep"]``, an op's) at every point of its space -- an elementwise kernel and a
+#: reduction of the same values (``e = exp(z - m); s = e.sum(1)``) in one pass. The CPU backend
+#: makes it (passes/reduce_siblings.py).
 #: `kernel_matvec`: an elementwise kernel over a matrix W's space (W one of its inputs, at
 #: ``params["matrix"]``) that also returns the row-vector product ``v @ W.T`` (v, of shape
 #: (1, W's columns), its last input), both in one pass over W. The CPU backend makes it from
 #: an SGD step's backward product and weight update (passes/matvec_siblings.py).
-KERNEL_OPS = ("kernel", "kernel_matvec")
+KERNEL_OPS = ("kernel", "kernel_matvec", "kernel_map_reduce")
 
 OPS = {"kernel": OpDef("kernel", Kind.KERNEL, _infer, _reference),
        "kernel_matvec": OpDef("kernel_matvec", Kind.KERNEL, _matvec_infer, _matvec_reference,
-                              differentiable=False)}
+                              differentiable=False),
+       "kernel_map_reduce": OpDef("kernel_map_reduce", Kind.KERNEL, _map_reduce_infer,
+                                  _map_reduce_reference, differentiable=False)}
