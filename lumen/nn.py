@@ -4,7 +4,6 @@ arrays they run eagerly in NumPy, with the same stable formulas."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.special as sc
 
 from .nn_conv import conv2d, max_pool2d
 
@@ -14,7 +13,8 @@ __all__ = ["sigmoid", "softplus", "relu", "softmax", "log_softmax", "logsumexp",
 
 def sigmoid(x):
     """1 / (1 + exp(-x)), without overflow for large |x|."""
-    return sc.expit(x)
+    import scipy.special        # not with lumen (elementwise.UFUNCS says why)
+    return scipy.special.expit(x)
 
 
 def softplus(x):

@@ -12,14 +12,12 @@ unaffected.
 from __future__ import annotations
 
 import numpy as np
-import scipy.special as sc
 
 from ..ir.dims import Dim, as_dim, cdiv, dmax
 from . import ops
 from .trace_patch import TracePatch
 
 _ORIGINAL = {name: getattr(np, name) for name in ("arange", "zeros", "ones", "empty", "full", "eye")}
-_SCIPY_ORIGINAL = {name: getattr(sc, name) for name in ("logsumexp", "softmax", "log_softmax")}
 
 
 def _has_dim(*args):
@@ -86,7 +84,7 @@ def _scipy(name):
     def wrapper(a, *args, **kw):
         from .tracer import Tracer
         if not isinstance(a, Tracer):
-            return _SCIPY_ORIGINAL[name](a, *args, **kw)
+            return _PATCH.original("scipy.special", name)(a, *args, **kw)
         from .. import nn
         b = kw.pop("b", None) if name == "logsumexp" else None
         if b is not None or kw.pop("return_sign", False):
@@ -99,10 +97,10 @@ def _scipy(name):
     return wrapper
 
 
-_SCIPY_WRAPPED = {name: _scipy(name) for name in _SCIPY_ORIGINAL}
+_SCIPY_WRAPPED = {name: _scipy(name) for name in ("logsumexp", "softmax", "log_softmax")}
 
-
-_PATCH = TracePatch((np, _WRAPPED), (sc, _SCIPY_WRAPPED))
+#: scipy.special by name: patched where the traced function's module imported it.
+_PATCH = TracePatch((np, _WRAPPED), ("scipy.special", _SCIPY_WRAPPED))
 
 
 def symbolic_constructors():

@@ -2,8 +2,9 @@
 ``__array_ufunc__`` and ``__array_function__``."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import scipy.special as sc
 
 from ..errors import UnsupportedError
 from ..ir.ops.elementwise import UFUNCS
@@ -44,8 +45,9 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
 
 
 def _qualname(f):
-    module = getattr(f, "__module__", None) or ("scipy.special" if hasattr(sc, f.__name__) and
-                                                 getattr(sc, f.__name__) is f else "numpy")
+    sc = sys.modules.get("scipy.special")
+    module = getattr(f, "__module__", None) or ("scipy.special" if getattr(sc, f.__name__, None)
+                                                 is f else "numpy")
     return f"{module}.{f.__name__}"
 
 

@@ -8,6 +8,7 @@ that is a class stands in for the original class and asks `in_trace` itself."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 
 from .trace import in_trace
@@ -23,26 +24,41 @@ def _on_tracing_thread(replacement, original):
 
 class TracePatch:
     def __init__(self, *replacements):
-        """``replacements``: (module, {attribute name: replacement}) pairs."""
-        self._items = []
-        for module, new in replacements:
-            original = {name: getattr(module, name) for name in new}
-            installed = {name: fn if isinstance(fn, type) else
-                         _on_tracing_thread(fn, original[name]) for name, fn in new.items()}
-            self._items.append((module, installed, original))
+        """``replacements``: (module, {attribute name: replacement}) pairs. A module given by
+        its name is patched only where it is imported when the first trace starts (lumen does
+        not import it for the patch's sake)."""
+        self._items = replacements
+        self._originals = {}        # module name -> {attribute: original}, while installed
         self._lock = threading.Lock()
         self._depth = 0
 
-    def _install(self, which):
-        for module, new, original in self._items:
-            for name, fn in (new if which == "new" else original).items():
-                setattr(module, name, fn)
+    def original(self, module_name, attribute):
+        """The attribute the patch replaced (only while it is installed)."""
+        return self._originals[module_name][attribute]
+
+    def _install(self):
+        for module, new in self._items:
+            if isinstance(module, str):
+                module = sys.modules.get(module)
+                if module is None:
+                    continue
+            original = {name: getattr(module, name) for name in new}
+            self._originals[module.__name__] = original
+            for name, fn in new.items():
+                setattr(module, name, fn if isinstance(fn, type) else
+                        _on_tracing_thread(fn, original[name]))
+
+    def _restore(self):
+        for name, original in self._originals.items():
+            for attribute, fn in original.items():
+                setattr(sys.modules[name], attribute, fn)
+        self._originals = {}
 
     @contextlib.contextmanager
     def active(self):
         with self._lock:
             if self._depth == 0:
-                self._install("new")
+                self._install()
             self._depth += 1
         try:
             yield
@@ -50,4 +66,4 @@ class TracePatch:
             with self._lock:
                 self._depth -= 1
                 if self._depth == 0:
-                    self._install("original")
+                    self._restore()
