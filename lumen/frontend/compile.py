@@ -105,16 +105,10 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     optimized = None
     if objects is None:
         letters = small_gemm.graph_letters(graph)
-        lowered = threading.Event()
         if not runtime_linked() or letters:     # on another core while this program compiles
-            threading.Thread(target=_link_runtime_quietly, args=(letters, lowered),
-                             daemon=True).start()
-        try:
-            optimized = _optimize(graph, options, check=options.get("debug", False))
-            llvm_ir = _lower(optimized, options)
-        finally:
-            lowered.set()
-        objects = compile_objects(llvm_ir)
+            threading.Thread(target=_link_runtime_quietly, args=(letters,), daemon=True).start()
+        optimized = _optimize(graph, options, check=options.get("debug", False))
+        objects = compile_objects(_lower(optimized, options))
         if key:
             disk_cache.store(key, objects, **disk_cache_info(graph.name))
     executable = Executable(objects, graph.captured, graph.name)
@@ -122,13 +116,10 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
                          from_disk=optimized is None, native_guards=True)
 
 
-def _link_runtime_quietly(letters, lowered):
-    """`link_runtime`, and the small matrix products of these dtypes, on a thread of its own,
-    once the program is ``lowered``: building their IR is Python, which would take turns with
-    the optimiser's and the lowering's (one interpreter lock), while the program's LLVM work
-    lets it run. A failure there is not lost: linking the program calls both again, and raises
-    what that attempt raises."""
-    lowered.wait()
+def _link_runtime_quietly(letters):
+    """`link_runtime`, and the small matrix products of these dtypes, on a thread of its own.
+    A failure there is not lost: linking the program calls both again, and raises what that
+    attempt raises."""
     try:
         link_runtime()
         link_small_products(letters=letters)
