@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import lumen
 from lumen.codegen_llvm import small_gemm, symbols, target
+from lumen.codegen_llvm.lower.linalg import small_products_choice
 from lumen.codegen_llvm.llvmtypes import i1, i8, i64
 
 from .oracle import assert_same
@@ -96,6 +97,30 @@ def test_kernels_match_numpy(kernels, dtype, layout, m, n, k):
             np.testing.assert_array_equal(source, start)        # c_in is only read
 
 
+@pytest.mark.parametrize("features", ["+sse2", "+avx,+avx2,+fma"], ids=["16-byte", "32-byte"])
+def test_kernels_for_narrower_vectors(kernels, features):
+    """The kernels another host gets (SSE's 16-byte vectors, AVX2's 32), built and run here:
+    the module's text parses, and every path matches NumPy."""
+    loaded = []
+    for dtype, letter in LETTER.items():
+        objects = target.compile_objects(small_gemm.module_ir(letter, features), passes=False)
+        module = target.LoadedModule(objects, runtime=True)
+        loaded.append(module)
+        scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+        p, n = ctypes.c_void_p, ctypes.c_int64
+        kernel = ctypes.CFUNCTYPE(None, ctypes.c_int8, ctypes.c_int8, n, n, n, scalar, p, n, p,
+                                  n, scalar, p, p)(module.address(small_gemm.NAMES[letter]))
+        for m, n_, k in ((60, 1000, 784), (10, 97, 300), (7, 13, 1100), (60, 10, 500),
+                         (60, 200, 10), (65, 70, 80), (3, 3, 3)):
+            for layout in LAYOUTS:
+                rng = np.random.default_rng(m + n_ + k)
+                a = operand(rng, m, k, dtype, layout[0] == "T")
+                b = operand(rng, k, n_, dtype, layout[1] == "T")
+                c_in = rng.standard_normal((m, n_)).astype(dtype)
+                close(run(kernel, a, b, -0.5, 1.0, c_in), reference(a, b, -0.5, 1.0, c_in),
+                      dtype, k)
+
+
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(1, 80), n=st.integers(1, 150), k=st.integers(1, 600),
        layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(DTYPES),
@@ -151,12 +176,12 @@ def test_threads_split_the_work_but_not_the_numbers(kernels):
 
 @pytest.fixture(scope="module")
 def choice():
-    """emit_choice compiled on its own: choice(letter)(ta, tb, m, n, k) -> bool."""
+    """small_products_choice compiled on its own: choice(letter)(ta, tb, m, n, k) -> bool."""
     module = ir.Module("choice")
     for letter in "sd":
         fn = ir.Function(module, ir.FunctionType(i8, [i8, i8, i64, i64, i64]), f"choice_{letter}")
         b = ir.IRBuilder(fn.append_basic_block())
-        taken = small_gemm.emit_choice(b, letter, target.host_features(), *fn.args)
+        taken = small_products_choice(b, letter, target.host_features(), *fn.args)
         b.ret(b.zext(taken, i8) if taken.type == i1 else taken)
     loaded = target.LoadedModule(target.compile_objects(str(module)))
     signature = ctypes.CFUNCTYPE(ctypes.c_int8, ctypes.c_int8, ctypes.c_int8, ctypes.c_int64,

@@ -22,7 +22,7 @@ C = alpha A B + beta C_in, where C_in may be another array of C's shape: the SGD
 
 Each dtype's kernels are a module of runtime support (`symbols.link_small_products`), compiled
 once per target and cached on disk; a program's product function (`lower.linalg`) calls them
-by name (`NAMES`) where `emit_choice` says they win, BLAS otherwise. A large product runs on
+by name (`NAMES`) where `lower.linalg.small_products_choice` says they win, BLAS otherwise. A large product runs on
 lumen's OpenMP team, the threads sharing out blocks of C's rows (whole panels of its columns
 where there are too few rows), never on OpenBLAS's threads: those spin after each call, and
 took the core lumen's next parallel loop needed (a 784-1000-1000-1000-10 MLP step on two
@@ -34,8 +34,8 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..ir.ops import BODY_PARAMS
-from .llvmtypes import f32, f64, i1, i8, i8p, i32, i64
-from .parallel import run_time_setting
+from . import ir_text
+from .llvmtypes import f32, f64, i8, i8p, i32, i64
 
 #: The exported function per BLAS prefix: ``void f(i8 trans_a, i8 trans_b, i64 m, i64 n,
 #: i64 k, T alpha, i8* a, i64 lda, i8* b, i64 ldb, T beta, i8* c, i8* c_in)``, the arguments
@@ -63,7 +63,7 @@ PARALLEL_WORK, PARALLEL_B = 1 << 22, 1 << 20
 COPY_MIN_ROWS = 4
 #: Products up to this many multiply-adds always run here (BLAS's call costs ~1 µs).
 TINY = 1 << 15
-#: "Few" rows or terms (`emit_choice`); B transposed takes the dot products from
+#: "Few" rows or terms (`lower.linalg.small_products_choice`); B transposed takes the dot products from
 #: `DOT_MIN_VECTORS` vectors of terms on (each dot product ends in a sum of lanes), else a copy
 #: of B^T. Measured against OpenBLAS on one core.
 FEW, DOT_MIN_VECTORS = 64, 8
@@ -78,29 +78,6 @@ def vector_bytes(features: str) -> int:
 
 def lanes(letter: str, features: str) -> int:
     return vector_bytes(features) // (4 if letter == "s" else 8)
-
-
-def emit_choice(b, letter, features, ta, tb, m, n, k):
-    """IR (at ``b``) for whether the product goes to `NAMES`[letter] rather than BLAS:
-    products of matrices, tiny ones or those with few rows or few terms, B untransposed, or B
-    transposed and A not, where few rows suit the dot products and few terms the copy of B^T.
-    Not both operands transposed, nor a single row or column of C: BLAS's ?gemv streams a
-    large matrix past one row faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500 and
-    1000 on two threads took 1.2-1.5x as long through these kernels), as fast on one, and
-    small ones no slower."""
-    def const(x):
-        return ir.Constant(i64, x)
-    plain_a = b.icmp_unsigned("==", ta, ir.Constant(i8, _N))
-    plain_b = b.icmp_unsigned("==", tb, ir.Constant(i8, _N))
-    few_rows = b.icmp_signed("<=", m, const(FEW))
-    few_terms = b.icmp_signed("<=", k, const(FEW))
-    short = b.icmp_signed("<", k, const(DOT_MIN_VECTORS * lanes(letter, features)))
-    transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
-    matrices = b.and_(b.icmp_signed(">=", m, const(2)), b.icmp_signed(">=", n, const(2)))
-    suits = b.select(plain_b, b.or_(few_rows, few_terms), transposed)
-    tiny = b.and_(b.or_(plain_a, plain_b),
-                  b.icmp_signed("<=", b.mul(b.mul(m, n), k), const(TINY)))
-    return b.and_(b.and_(matrices, b.or_(tiny, suits)), b.icmp_signed(">=", k, const(1)))
 
 
 def graph_letters(graph) -> set:
@@ -133,23 +110,23 @@ class _Emitter:
 
     def declare(self, name, ret, args):
         fn = self.module.globals.get(name)
-        return fn if fn is not None else ir.Function(self.module, ir.FunctionType(ret, args), name)
+        return fn if fn is not None else ir_text.Function(self.module, ir.FunctionType(ret, args), name)
 
     def function(self, name, args):
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), args),
+        fn = ir_text.Function(self.module, ir.FunctionType(ir.VoidType(), args),
                          f"lumen.{self.letter}.{name}")
         fn.linkage = "internal"
-        return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+        return fn, ir_text.IRBuilder(fn.append_basic_block("entry"))
 
     def splat(self, b, x):
         vt = ir.VectorType(x.type, self.lanes)
-        v = b.insert_element(ir.Constant(vt, ir.Undefined), x, ir.Constant(i32, 0))
-        return b.shuffle_vector(v, ir.Constant(vt, ir.Undefined),
-                                ir.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes))
+        v = b.insert_element(ir_text.Constant(vt, ir_text.Undefined), x, ir_text.Constant(i32, 0))
+        return b.shuffle_vector(v, ir_text.Constant(vt, ir_text.Undefined),
+                                ir_text.Constant(ir.VectorType(i32, self.lanes), [0] * self.lanes))
 
     def mask(self, b, count):
         """The lanes [0, count) (count may be <= 0 or more than the lanes)."""
-        index = ir.Constant(ir.VectorType(i64, self.lanes), list(range(self.lanes)))
+        index = ir_text.Constant(ir.VectorType(i64, self.lanes), list(range(self.lanes)))
         return b.icmp_signed("<", index, self.splat(b, count))
 
     def load(self, b, p, offset, mask=None):
@@ -158,7 +135,7 @@ class _Emitter:
             return b.load(ptr, align=self.size)
         fn = self.declare(f"llvm.masked.load.{self.suffix}.p0", self.vec,
                           [self.vec.as_pointer(), i32, mask.type, self.vec])
-        return b.call(fn, [ptr, ir.Constant(i32, self.size), mask, ir.Constant(self.vec, None)])
+        return b.call(fn, [ptr, ir_text.Constant(i32, self.size), mask, ir_text.Constant(self.vec, None)])
 
     def store(self, b, value, p, offset, mask=None):
         ptr = b.bitcast(b.gep(p, [offset]), self.vec.as_pointer())
@@ -167,12 +144,12 @@ class _Emitter:
             return
         fn = self.declare(f"llvm.masked.store.{self.suffix}.p0", ir.VoidType(),
                           [self.vec, self.vec.as_pointer(), i32, mask.type])
-        b.call(fn, [value, ptr, ir.Constant(i32, self.size), mask])
+        b.call(fn, [value, ptr, ir_text.Constant(i32, self.size), mask])
 
     def prefetch(self, b, p, offset):
         fn = self.declare("llvm.prefetch.p0", ir.VoidType(), [i8p, i32, i32, i32])
-        b.call(fn, [b.bitcast(b.gep(p, [offset]), i8p), ir.Constant(i32, 0),
-                    ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        b.call(fn, [b.bitcast(b.gep(p, [offset]), i8p), ir_text.Constant(i32, 0),
+                    ir_text.Constant(i32, 3), ir_text.Constant(i32, 1)])
 
     def fma(self, b, x, y, z):
         return b.call(self.declare(f"llvm.fma.{self.suffix}", self.vec, [self.vec] * 3), [x, y, z])
@@ -208,7 +185,7 @@ class _Emitter:
 
     @staticmethod
     def at_most(b, x, bound):
-        bound = ir.Constant(i64, bound)
+        bound = ir_text.Constant(i64, bound)
         return b.select(b.icmp_signed(">", x, bound), bound, x)
 
     def by_height(self, b, left, tiles, call):
@@ -216,21 +193,21 @@ class _Emitter:
         time: ``call(b, tile_height, row_offset)`` (the offset an i64 value)."""
         def cover(b, at, _):
             rest = b.sub(left, at)
-            height = ir.Constant(i64, tiles[-1])
+            height = ir_text.Constant(i64, tiles[-1])
             for t in reversed(tiles[:-1]):
-                height = b.select(b.icmp_signed(">=", rest, ir.Constant(i64, t)),
-                                  ir.Constant(i64, t), height)
+                height = b.select(b.icmp_signed(">=", rest, ir_text.Constant(i64, t)),
+                                  ir_text.Constant(i64, t), height)
             covered = b.function.append_basic_block("rows.covered")
             sw = b.switch(height, covered)
             for t in tiles:
                 case = b.function.append_basic_block(f"rows.{t}")
-                sw.add_case(ir.Constant(i64, t), case)
+                sw.add_case(ir_text.Constant(i64, t), case)
                 b.position_at_end(case)
                 call(b, t, at)
                 b.branch(covered)
             b.position_at_end(covered)
             return [], height
-        self.loop(b, ir.Constant(i64, 0), left, None, [], cover, "rows")
+        self.loop(b, ir_text.Constant(i64, 0), left, None, [], cover, "rows")
 
     # -- B with contiguous rows --------------------------------------------------------------
 
@@ -242,38 +219,38 @@ class _Emitter:
         fn, b = self.function(f"rows{rows}x{vectors}{'m' if masked else ''}", [
             self.tp, i64, i64, self.tp, i64, self.tp, self.tp, i64, i64, self.t, self.t, i64])
         a, sai, sap, bb, ldb, c, old_c, ldc, kc, alpha, scale, width = fn.args
-        masks = [self.mask(b, b.sub(width, ir.Constant(i64, v * self.lanes))) if masked
+        masks = [self.mask(b, b.sub(width, ir_text.Constant(i64, v * self.lanes))) if masked
                  else None for v in range(vectors)]
-        a_rows = [b.gep(a, [b.mul(ir.Constant(i64, r), sai)]) for r in range(rows)]
+        a_rows = [b.gep(a, [b.mul(ir_text.Constant(i64, r), sai)]) for r in range(rows)]
         for r in range(rows, 2 * rows):   # the next tile's old values come while the terms
             for v in range(vectors):      # add up (in the weight update, W from memory)
-                self.prefetch(b, old_c, b.add(b.mul(ir.Constant(i64, r), ldc),
-                                              ir.Constant(i64, v * self.lanes)))
-        last = b.sub(kc, ir.Constant(i64, 1))
+                self.prefetch(b, old_c, b.add(b.mul(ir_text.Constant(i64, r), ldc),
+                                              ir_text.Constant(i64, v * self.lanes)))
+        last = b.sub(kc, ir_text.Constant(i64, 1))
 
         def term(b, p, accs):
             row = b.mul(p, ldb)
-            bv = [self.load(b, bb, b.add(row, ir.Constant(i64, v * self.lanes)), masks[v])
+            bv = [self.load(b, bb, b.add(row, ir_text.Constant(i64, v * self.lanes)), masks[v])
                   for v in range(vectors)]
-            ahead = b.add(p, ir.Constant(i64, PREFETCH_ROWS))
+            ahead = b.add(p, ir_text.Constant(i64, PREFETCH_ROWS))
             ahead = b.mul(b.select(b.icmp_signed(">", ahead, last), last, ahead), ldb)
             reach = (1 if masked else PANEL) * self.lanes * self.size   # a panel's width, or
             for line in range(0, reach, 64):                           # at its edge a vector
-                self.prefetch(b, bb, b.add(ahead, ir.Constant(i64, line // self.size)))
+                self.prefetch(b, bb, b.add(ahead, ir_text.Constant(i64, line // self.size)))
             at = b.mul(p, sap)
             out = []
             for r in range(rows):
                 x = self.splat(b, b.load(b.gep(a_rows[r], [at])))
                 out += [self.fma(b, x, bv[v], accs[r * vectors + v]) for v in range(vectors)]
             return out
-        zero = ir.Constant(self.vec, None)
-        accs = self.loop(b, ir.Constant(i64, 0), kc, ir.Constant(i64, 1),
+        zero = ir_text.Constant(self.vec, None)
+        accs = self.loop(b, ir_text.Constant(i64, 0), kc, ir_text.Constant(i64, 1),
                          [zero] * (rows * vectors), term, "k")
         va, vs = self.splat(b, alpha), self.splat(b, scale)
-        keep = b.fcmp_unordered("une", scale, ir.Constant(self.t, 0.0))
+        keep = b.fcmp_unordered("une", scale, ir_text.Constant(self.t, 0.0))
         for r in range(rows):
             for v in range(vectors):
-                at = b.add(b.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * self.lanes))
+                at = b.add(b.mul(ir_text.Constant(i64, r), ldc), ir_text.Constant(i64, v * self.lanes))
                 old = b.select(keep, b.fmul(vs, self.load(b, old_c, at, masks[v])), zero)
                 self.store(b, self.fma(b, va, accs[r * vectors + v], old), c, at, masks[v])
         b.ret_void()
@@ -293,10 +270,10 @@ class _Emitter:
         m, a, sai, sap, bb, ldb, c, old_c, n, kb, kc, alpha, scale, j_lo, j_hi = fn.args
         a = b.gep(a, [b.mul(kb, sap)])
         bb = b.gep(bb, [b.mul(kb, ldb)])
-        zero = ir.Constant(i64, 0)
+        zero = ir_text.Constant(i64, 0)
 
-        rows = (zero, m, ir.Constant(i64, ROW_TILES[0]), "i")
-        panels = (j_lo, j_hi, ir.Constant(i64, PANEL * self.lanes), "j")
+        rows = (zero, m, ir_text.Constant(i64, ROW_TILES[0]), "i")
+        panels = (j_lo, j_hi, ir_text.Constant(i64, PANEL * self.lanes), "j")
 
         def nest(outer, inner, rows_outer):
             def outer_body(b, x, _):
@@ -308,8 +285,8 @@ class _Emitter:
                 self.loop(b, *inner[:3], [], inner_body, inner[3])
                 return []
             self.loop(b, *outer[:3], [], outer_body, outer[3])
-        block_bytes = b.mul(b.mul(kc, b.sub(j_hi, j_lo)), ir.Constant(i64, self.size))
-        with b.if_else(b.icmp_signed("<=", block_bytes, ir.Constant(i64, ROWS_FIRST_BYTES))) \
+        block_bytes = b.mul(b.mul(kc, b.sub(j_hi, j_lo)), ir_text.Constant(i64, self.size))
+        with b.if_else(b.icmp_signed("<=", block_bytes, ir_text.Constant(i64, ROWS_FIRST_BYTES))) \
                 as (rows_first, panels_first):
             with rows_first:
                 nest(rows, panels, True)
@@ -336,7 +313,7 @@ class _Emitter:
         span = PANEL * self.lanes
         left = b.sub(j_hi, j)
         full, part = fn.append_basic_block("panel.full"), fn.append_basic_block("panel.part")
-        b.cbranch(b.icmp_signed(">=", left, ir.Constant(i64, span)), full, part)
+        b.cbranch(b.icmp_signed(">=", left, ir_text.Constant(i64, span)), full, part)
         for masked, start in ((False, full), (True, part)):
             b.position_at_end(start)
 
@@ -350,11 +327,11 @@ class _Emitter:
                     off = b.add(ij, s)
                     b.call(tile, [a_row, sai, sap, b.gep(bb, [b.add(j, s)]), ldb,
                                   b.gep(c, [off]), b.gep(old_c, [off]), n, kc, alpha, scale,
-                                  b.sub(left, s) if masked else ir.Constant(i64, step)])
+                                  b.sub(left, s) if masked else ir_text.Constant(i64, step)])
                     return []
-                end = b.select(b.icmp_signed("<", left, ir.Constant(i64, span)), left,
-                               ir.Constant(i64, span)) if masked else ir.Constant(i64, span)
-                self.loop(b, ir.Constant(i64, 0), end, ir.Constant(i64, step), [], columns, "s")
+                end = b.select(b.icmp_signed("<", left, ir_text.Constant(i64, span)), left,
+                               ir_text.Constant(i64, span)) if masked else ir_text.Constant(i64, span)
+                self.loop(b, ir_text.Constant(i64, 0), end, ir_text.Constant(i64, step), [], columns, "s")
             self.by_height(b, self.at_most(b, b.sub(m, i), ROW_TILES[0]), ROW_TILES, call)
             b.ret_void()
         return fn
@@ -367,18 +344,18 @@ class _Emitter:
         fn, b = self.function(f"dot{rows}x{cols}", [
             self.tp, i64, self.tp, i64, self.tp, self.tp, i64, i64, self.t, self.t])
         a, lda, bb, ldb, c, old_c, ldc, k, alpha, beta = fn.args
-        lanes = ir.Constant(i64, self.lanes)
+        lanes = ir_text.Constant(i64, self.lanes)
         whole = b.mul(b.sdiv(k, lanes), lanes)
-        a_rows = [b.gep(a, [b.mul(ir.Constant(i64, r), lda)]) for r in range(rows)]
-        b_rows = [b.gep(bb, [b.mul(ir.Constant(i64, s), ldb)]) for s in range(cols)]
+        a_rows = [b.gep(a, [b.mul(ir_text.Constant(i64, r), lda)]) for r in range(rows)]
+        b_rows = [b.gep(bb, [b.mul(ir_text.Constant(i64, s), ldb)]) for s in range(cols)]
 
         def step(b, p, accs, mask=None):
             av = [self.load(b, row, p, mask) for row in a_rows]
             bv = [self.load(b, row, p, mask) for row in b_rows]
             return [self.fma(b, av[r], bv[s], accs[r * cols + s])
                     for r in range(rows) for s in range(cols)]
-        accs = self.loop(b, ir.Constant(i64, 0), whole, lanes,
-                         [ir.Constant(self.vec, None)] * (rows * cols), step, "k")
+        accs = self.loop(b, ir_text.Constant(i64, 0), whole, lanes,
+                         [ir_text.Constant(self.vec, None)] * (rows * cols), step, "k")
         tail = b.icmp_signed(">", k, whole)
         before = b.block
         with b.if_then(tail):
@@ -391,12 +368,12 @@ class _Emitter:
             summed[-1].add_incoming(with_tail, after)
         reduce = self.declare(f"llvm.vector.reduce.fadd.{self.suffix}", self.t,
                               [self.t, self.vec])
-        keep = b.fcmp_unordered("une", beta, ir.Constant(self.t, 0.0))
+        keep = b.fcmp_unordered("une", beta, ir_text.Constant(self.t, 0.0))
         for q, vector in enumerate(summed):
-            total = b.call(reduce, [ir.Constant(self.t, -0.0), vector], fastmath=("reassoc",))
+            total = b.call(reduce, [ir_text.Constant(self.t, -0.0), vector], fastmath=("reassoc",))
             r, s = divmod(q, cols)
-            at = b.add(b.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, s))
-            old = b.select(keep, b.fmul(beta, b.load(b.gep(old_c, [at]))), ir.Constant(self.t, 0.0))
+            at = b.add(b.mul(ir_text.Constant(i64, r), ldc), ir_text.Constant(i64, s))
+            old = b.select(keep, b.fmul(beta, b.load(b.gep(old_c, [at]))), ir_text.Constant(self.t, 0.0))
             b.store(b.fadd(b.fmul(alpha, total), old), b.gep(c, [at]))
         b.ret_void()
         return fn
@@ -408,7 +385,7 @@ class _Emitter:
         fn, b = self.function("dots", [i64, self.tp, i64, self.tp, i64, self.tp, self.tp, i64,
                                        i64, self.t, self.t, i64, i64])
         m, a, lda, bb, ldb, c, old_c, n, k, alpha, beta, j_lo, j_hi = fn.args
-        width = ir.Constant(i64, DOT_COLS)
+        width = ir_text.Constant(i64, DOT_COLS)
         grouped_end = b.add(j_lo, b.mul(b.sdiv(b.sub(j_hi, j_lo), width), width))
 
         def columns(cols):
@@ -425,12 +402,12 @@ class _Emitter:
                     self.by_height(b, self.at_most(b, b.sub(m, i), DOT_TILES[0]), DOT_TILES,
                                    call)
                     return []
-                self.loop(b, ir.Constant(i64, 0), m, ir.Constant(i64, DOT_TILES[0]), [],
+                self.loop(b, ir_text.Constant(i64, 0), m, ir_text.Constant(i64, DOT_TILES[0]), [],
                           block, "i")
                 return []
             return group
         self.loop(b, j_lo, grouped_end, width, [], columns(DOT_COLS), "j")
-        self.loop(b, grouped_end, j_hi, ir.Constant(i64, 1), [], columns(1), "jt")
+        self.loop(b, grouped_end, j_hi, ir_text.Constant(i64, 1), [], columns(1), "jt")
         b.ret_void()
         return fn
 
@@ -446,51 +423,51 @@ class _Emitter:
         work, wb = self.function("part", [packed_t.as_pointer(), i64, i64, i64, i64])
         packed, i_lo, i_hi, j_lo, j_hi = work.args
         ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = (
-            wb.load(wb.gep(packed, [ir.Constant(i32, 0), ir.Constant(i32, q)]))
+            wb.load(wb.gep(packed, [ir_text.Constant(i32, 0), ir_text.Constant(i32, q)]))
             for q in range(13))
-        plain = wb.icmp_unsigned("==", ta, ir.Constant(i8, _N))
-        one = ir.Constant(i64, 1)
+        plain = wb.icmp_unsigned("==", ta, ir_text.Constant(i8, _N))
+        one = ir_text.Constant(i64, 1)
         sai, sap = wb.select(plain, lda, one), wb.select(plain, one, lda)
         m = wb.sub(i_hi, i_lo)             # rows [i_lo, i_hi) of C: the operands from there on
         a = wb.gep(a, [wb.mul(i_lo, sai)])
         c, c_in = (wb.gep(x, [wb.mul(i_lo, n)]) for x in (c, c_in))
-        with wb.if_else(wb.icmp_unsigned("==", tb, ir.Constant(i8, _T))) as (dot, by_rows):
+        with wb.if_else(wb.icmp_unsigned("==", tb, ir_text.Constant(i8, _T))) as (dot, by_rows):
             with dot:
                 wb.call(dots, [m, a, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi])
             with by_rows:
                 def block(b, kb, _):
                     kc = b.sub(k, kb)
-                    kc = b.select(b.icmp_signed(">", kc, ir.Constant(i64, KC)),
-                                  ir.Constant(i64, KC), kc)
-                    first = b.icmp_signed("==", kb, ir.Constant(i64, 0))
+                    kc = b.select(b.icmp_signed(">", kc, ir_text.Constant(i64, KC)),
+                                  ir_text.Constant(i64, KC), kc)
+                    first = b.icmp_signed("==", kb, ir_text.Constant(i64, 0))
                     b.call(rows, [m, a, sai, sap, bb, ldb, c, b.select(first, c_in, c), n, kb,
-                                  kc, alpha, b.select(first, beta, ir.Constant(t, 1.0)), j_lo,
+                                  kc, alpha, b.select(first, beta, ir_text.Constant(t, 1.0)), j_lo,
                                   j_hi])
                     return []
-                some = wb.select(wb.icmp_signed(">", k, ir.Constant(i64, 0)), k, one)
-                self.loop(wb, ir.Constant(i64, 0), some, ir.Constant(i64, KC), [], block, "kb")
+                some = wb.select(wb.icmp_signed(">", k, ir_text.Constant(i64, 0)), k, one)
+                self.loop(wb, ir_text.Constant(i64, 0), some, ir_text.Constant(i64, KC), [], block, "kb")
         wb.ret_void()
 
         region, rb = self.function("region", [i8p])
         thread = rb.sext(rb.call(self.declare("lumen_omp_get_thread_num", i32, []), []), i64)
         team = rb.sext(rb.call(self.declare("lumen_omp_get_num_threads", i32, []), []), i64)
         shared = rb.bitcast(region.args[0], packed_t.as_pointer())
-        field = lambda q: rb.load(rb.gep(shared, [ir.Constant(i32, 0), ir.Constant(i32, q)]))
+        field = lambda q: rb.load(rb.gep(shared, [ir_text.Constant(i32, 0), ir_text.Constant(i32, q)]))
         rows_total, cols_total = field(2), field(3)
-        transposed = rb.icmp_unsigned("==", field(1), ir.Constant(i8, _T))
+        transposed = rb.icmp_unsigned("==", field(1), ir_text.Constant(i8, _T))
 
         def share(total, unit):
             """This thread's block of [0, total), in whole units."""
-            units = rb.sdiv(rb.add(total, rb.sub(unit, ir.Constant(i64, 1))), unit)
+            units = rb.sdiv(rb.add(total, rb.sub(unit, ir_text.Constant(i64, 1))), unit)
             lo = rb.mul(rb.sdiv(rb.mul(units, thread), team), unit)
-            hi = rb.mul(rb.sdiv(rb.mul(units, rb.add(thread, ir.Constant(i64, 1))), team), unit)
+            hi = rb.mul(rb.sdiv(rb.mul(units, rb.add(thread, ir_text.Constant(i64, 1))), team), unit)
             return lo, rb.select(rb.icmp_signed(">", hi, total), total, hi)
-        zero = ir.Constant(i64, 0)
-        height = rb.select(transposed, ir.Constant(i64, DOT_TILES[0]),
-                           ir.Constant(i64, ROW_TILES[0]))
-        width = rb.select(transposed, ir.Constant(i64, DOT_COLS),
-                          ir.Constant(i64, PANEL * self.lanes))
-        by_rows = rb.icmp_signed(">=", rb.sdiv(rb.add(rows_total, rb.sub(height, ir.Constant(
+        zero = ir_text.Constant(i64, 0)
+        height = rb.select(transposed, ir_text.Constant(i64, DOT_TILES[0]),
+                           ir_text.Constant(i64, ROW_TILES[0]))
+        width = rb.select(transposed, ir_text.Constant(i64, DOT_COLS),
+                          ir_text.Constant(i64, PANEL * self.lanes))
+        by_rows = rb.icmp_signed(">=", rb.sdiv(rb.add(rows_total, rb.sub(height, ir_text.Constant(
             i64, 1))), height), team)
         row_lo, row_hi = share(rows_total, height)
         col_lo, col_hi = share(cols_total, width)
@@ -501,14 +478,14 @@ class _Emitter:
             rb.call(work, [shared, *bounds])
         rb.ret_void()
 
-        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [
+        fn = ir_text.Function(self.module, ir.FunctionType(ir.VoidType(), [
             i8, i8, i64, i64, i64, t, i8p, i64, i8p, i64, t, i8p, i8p]), name)
         ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = fn.args
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        b = ir_text.IRBuilder(fn.append_basic_block("entry"))
         slot = b.alloca(packed_t)
 
         def put(q, v):
-            b.store(v, b.gep(slot, [ir.Constant(i32, 0), ir.Constant(i32, q)]))
+            b.store(v, b.gep(slot, [ir_text.Constant(i32, 0), ir_text.Constant(i32, q)]))
         for q, v in enumerate([ta, tb, m, n, k, alpha, b.bitcast(a, tp), lda, b.bitcast(bb, tp),
                                ldb, beta, b.bitcast(c, tp), b.bitcast(c_in, tp)]):
             put(q, v)
@@ -517,29 +494,29 @@ class _Emitter:
         # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
         # the copy (two or three rows keep the dot products)
         scratch = b.alloca(i8p)
-        b.store(ir.Constant(i8p, None), scratch)
-        short = b.icmp_signed("<", k, ir.Constant(i64, DOT_MIN_VECTORS * self.lanes))
-        with b.if_then(b.and_(b.and_(b.icmp_unsigned("==", tb, ir.Constant(i8, _T)), short),
-                              b.icmp_signed(">=", m, ir.Constant(i64, COPY_MIN_ROWS)))):
+        b.store(ir_text.Constant(i8p, None), scratch)
+        short = b.icmp_signed("<", k, ir_text.Constant(i64, DOT_MIN_VECTORS * self.lanes))
+        with b.if_then(b.and_(b.and_(b.icmp_unsigned("==", tb, ir_text.Constant(i8, _T)), short),
+                              b.icmp_signed(">=", m, ir_text.Constant(i64, COPY_MIN_ROWS)))):
             block = b.call(self.declare("malloc", i8p, [i64]),
-                           [b.mul(b.mul(k, n), ir.Constant(i64, self.size))])
-            with b.if_then(b.icmp_unsigned("!=", block, ir.Constant(i8p, None))):
+                           [b.mul(b.mul(k, n), ir_text.Constant(i64, self.size))])
+            with b.if_then(b.icmp_unsigned("!=", block, ir_text.Constant(i8p, None))):
                 b.store(block, scratch)
                 self.transpose(b, b.bitcast(bb, tp), ldb, n, k, b.bitcast(block, tp))
-                put(1, ir.Constant(i8, _N))
+                put(1, ir_text.Constant(i8, _N))
                 put(8, b.bitcast(block, tp))
                 put(9, n)
-        threads = b.load(run_time_setting(self.module, "lumen_num_threads", i32))
-        large = b.or_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir.Constant(i64, PARALLEL_WORK)),
-                      b.icmp_signed(">=", b.mul(n, k), ir.Constant(i64, PARALLEL_B)))
+        threads = b.load(self.module.external_global("lumen_num_threads", i32))
+        large = b.or_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir_text.Constant(i64, PARALLEL_WORK)),
+                      b.icmp_signed(">=", b.mul(n, k), ir_text.Constant(i64, PARALLEL_B)))
         fork = b.and_(large,
-                      b.icmp_signed(">", threads, ir.Constant(i32, 1)))
+                      b.icmp_signed(">", threads, ir_text.Constant(i32, 1)))
         run = self.declare("lumen_GOMP_parallel", ir.VoidType(), [region.type, i8p, i32, i32])
         with b.if_else(fork) as (on_team, alone):
             with on_team:
-                b.call(run, [region, b.bitcast(slot, i8p), threads, ir.Constant(i32, 0)])
+                b.call(run, [region, b.bitcast(slot, i8p), threads, ir_text.Constant(i32, 0)])
             with alone:
-                b.call(work, [slot, ir.Constant(i64, 0), m, ir.Constant(i64, 0), n])
+                b.call(work, [slot, ir_text.Constant(i64, 0), m, ir_text.Constant(i64, 0), n])
         b.call(self.declare("free", ir.VoidType(), [i8p]), [b.load(scratch)])
         b.ret_void()
 
@@ -550,14 +527,14 @@ class _Emitter:
                 value = b.load(b.gep(src, [b.add(b.mul(j, ld), p)]))
                 b.store(value, b.gep(dst, [b.add(b.mul(p, rows), j)]))
                 return []
-            self.loop(b, ir.Constant(i64, 0), cols, ir.Constant(i64, 1), [], element, "tp")
+            self.loop(b, ir_text.Constant(i64, 0), cols, ir_text.Constant(i64, 1), [], element, "tp")
             return []
-        self.loop(b, ir.Constant(i64, 0), rows, ir.Constant(i64, 1), [], row, "tj")
+        self.loop(b, ir_text.Constant(i64, 0), rows, ir_text.Constant(i64, 1), [], row, "tj")
 
 
 def module_ir(letter: str, features: str) -> str:
     """The module of one dtype's kernels (``letter``: BLAS's prefix, "s" or "d") for a host
     with these CPU features."""
-    module = ir.Module(f"lumen_small_{letter}gemm")
+    module = ir_text.Module(f"lumen_small_{letter}gemm")
     _Emitter(module, letter, vector_bytes(features)).exported(NAMES[letter])
     return str(module)

@@ -159,6 +159,30 @@ class _Gemm:
                          b.gep(self.old.data, [off_c])])
 
 
+def small_products_choice(b, letter, features, ta, tb, m, n, k):
+    """IR (at ``b``) for whether the product goes to `small_gemm.NAMES`[letter] rather than BLAS:
+    products of matrices, tiny ones or those with few rows or few terms, B untransposed, or B
+    transposed and A not, where few rows suit the dot products and few terms the copy of B^T.
+    Not both operands transposed, nor a single row or column of C: BLAS's ?gemv streams a
+    large matrix past one row faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500 and
+    1000 on two threads took 1.2-1.5x as long through these kernels), as fast on one, and
+    small ones no slower."""
+    def const(x):
+        return ir.Constant(i64, x)
+    plain_a = b.icmp_unsigned("==", ta, ir.Constant(i8, ord("N")))
+    plain_b = b.icmp_unsigned("==", tb, ir.Constant(i8, ord("N")))
+    few_rows = b.icmp_signed("<=", m, const(small_gemm.FEW))
+    few_terms = b.icmp_signed("<=", k, const(small_gemm.FEW))
+    short = b.icmp_signed("<", k, const(small_gemm.DOT_MIN_VECTORS
+                                          * small_gemm.lanes(letter, features)))
+    transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
+    matrices = b.and_(b.icmp_signed(">=", m, const(2)), b.icmp_signed(">=", n, const(2)))
+    suits = b.select(plain_b, b.or_(few_rows, few_terms), transposed)
+    tiny = b.and_(b.or_(plain_a, plain_b),
+                  b.icmp_signed("<=", b.mul(b.mul(m, n), k), const(small_gemm.TINY)))
+    return b.and_(b.and_(matrices, b.or_(tiny, suits)), b.icmp_signed(">=", k, const(1)))
+
+
 def _product_function(ctx, dtype):
     """``void product(i8 trans_a, i8 trans_b, i64 m, i64 n, i64 k, T alpha, i8* a, i64 lda,
     i8* b, i64 ldb, T beta, i8* c, i8* c_in)``: c (m x n, row-major) = alpha * op(a) @ op(b) +
@@ -186,7 +210,7 @@ def _product_function(ctx, dtype):
     ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c, c_in = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     own = ctx.function(small_gemm.NAMES[prefix], ir.VoidType(), [a.type for a in fn.args])
-    with b.if_then(small_gemm.emit_choice(b, prefix, host_features(), ta, tb, m, n, k)):
+    with b.if_then(small_products_choice(b, prefix, host_features(), ta, tb, m, n, k)):
         b.call(own, list(fn.args))
         b.ret_void()
     with b.if_then(b.and_(b.fcmp_unordered("une", beta, ir.Constant(ft, 0.0)),
