@@ -115,6 +115,23 @@ def test_a_small_program_is_its_glue_and_its_loops():
     assert defined(loops.text) == ["lumen_region"]
 
 
+def test_identical_loops_are_compiled_once():
+    """Two kernels of the same code over different arrays (a BiLSTM's two directions, here
+    two layers of the same shape) are one loop function, which the entry calls for both."""
+    def two_layers(a, b):
+        return np.tanh(a) * 2 + 1, np.tanh(b) * 2 + 1
+    a, b = np.linspace(-2, 2, 12).reshape(3, 4), np.linspace(1, 3, 12).reshape(3, 4)
+    text = lumen.jit(two_layers).lower(a, b).llvm_ir()
+    regions = [n for n in defined(text) if n.startswith(parallel.REGION_NAME)]
+    assert len(regions) == 2
+    glue, loops = module_split.split(text)
+    (region,) = defined(loops.text)
+    other, = set(regions) - {region}
+    assert f'@"{region}"' in glue.text and f'@"{other}"' not in glue.text   # calls the one
+    for got, want in zip(lumen.jit(two_layers)(a, b), two_layers(a, b)):
+        assert_same(got, want)
+
+
 def test_a_program_without_loops_stays_one_module():
     text = lumen.jit(lambda a, b: a * b + 1).lower(np.float64(2), np.float64(3)).llvm_ir()
     (part,) = module_split.split(text)

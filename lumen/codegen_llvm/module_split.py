@@ -75,6 +75,33 @@ def _items(llvm_ir: str):
     return header, items
 
 
+def _once(header, items):
+    """``items`` with each loop function that is another's twin (the same signature and body:
+    a BiLSTM's two directions run the same kernels; 120 loop functions of its training step
+    were 49 different ones) dropped, and the references to it made to the first."""
+    first, twin = {}, {}
+    for item in items:
+        if _is_loop(item):
+            shape = (item.lines[0].split("@", 1)[0], item.lines[0].split("(", 1)[1],
+                     *item.lines[1:])
+            twin[item.name] = first.setdefault(shape, item.name)
+    twin = {name: kept for name, kept in twin.items() if name != kept}
+    if not twin:
+        return header, items
+    pattern = re.compile('@"(' + "|".join(map(re.escape, twin)) + ')"')
+
+    def rename(line):
+        return pattern.sub(lambda m: f'@"{twin[m.group(1)]}"', line)
+    kept = []
+    for item in items:
+        if item.name in twin:
+            continue
+        if item.refs & twin.keys():
+            item = _Item(item.name, list(map(rename, item.lines)), item.defined)
+        kept.append(item)
+    return header, kept
+
+
 def _is_loop(item) -> bool:
     return item.defined and item.name.startswith(_LOOPS)
 
@@ -130,8 +157,8 @@ def _groups(glue_work, regions):
 def split(llvm_ir: str) -> list[Part]:
     """``llvm_ir`` as one to six modules whose object code, linked together, is the program:
     the glue, holding the entry, then the regions' parts (none without regions), the plain
-    regions' last."""
-    header, items = _items(llvm_ir)
+    regions' last. Identical loop functions are compiled once (`_once`)."""
+    header, items = _once(*_items(llvm_ir))
     by_name = {item.name: item for item in items}
     movable = [item for item in items if _movable(item, by_name)]
     plain = [item for item in movable if item.name.startswith(PLAIN_REGION_NAME)]
