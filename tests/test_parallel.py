@@ -35,9 +35,10 @@ def _runtime_registered():
     `threads` then overrides. Loops fork from `THRESHOLD` here, whatever waking the team
     costs on this machine, so that the sizes below straddle the fork."""
     lumen.jit(lambda x: x + 1)(np.zeros(1))
-    calibrated, symbols.fork_work.value = symbols.fork_work.value, THRESHOLD
+    calibrated = symbols.fork_work.value, symbols.fork_bytes.value
+    symbols.fork_work.value, symbols.fork_bytes.value = THRESHOLD, 0
     yield
-    symbols.fork_work.value = calibrated
+    symbols.fork_work.value, symbols.fork_bytes.value = calibrated
 
 
 @contextlib.contextmanager
@@ -379,6 +380,26 @@ def test_fork_threshold_follows_the_cost_of_waking_the_team():
     assert symbols.fork_threshold(2_000) == THRESHOLD              # bare metal: a few µs
     assert symbols.fork_threshold(40_000) == 2 * 40_000 * symbols.WORK_PER_NS
     assert symbols.fork_threshold(10**9) == symbols.FORK_WORK_MAX
+
+
+def test_loops_of_cheap_operations_fork_for_large_data_where_waking_is_slow():
+    """Where waking the team is slow (a virtual machine), a loop of cheap operations (its time
+    is its memory traffic) forks only from `MEMORY_FORK_BYTES`; an expensive one by its work
+    alone. The choice is made at run time: the results are the same bits either way."""
+    assert symbols.memory_fork_bytes(2_000) == 0
+    assert symbols.memory_fork_bytes(40_000) == symbols.MEMORY_FORK_BYTES
+    cheap, costly = lumen.jit(lambda a, b: a * 2 + b), lumen.jit(lambda a, b: np.tanh(a) * b)
+    a, b = sample(3 * AXPY_POINTS, "float32"), sample(3 * AXPY_POINTS, "float32", seed=1)
+    assert '@"lumen_fork_bytes"' in cheap.lower(a, b).llvm_ir()
+    assert '@"lumen_fork_bytes"' not in costly.lower(a, b).llvm_ir()
+    for f in (cheap, costly):
+        with threads(2):
+            forked = f(a, b)
+            symbols.fork_bytes.value = symbols.MEMORY_FORK_BYTES
+            try:
+                np.testing.assert_array_equal(f(a, b), forked, strict=True)
+            finally:
+                symbols.fork_bytes.value = 0
 
 
 def test_fork_threshold_is_measured_when_the_runtime_registers(tmp_path):

@@ -238,7 +238,8 @@ def test_bitwise_the_same_on_one_and_two_threads():
     assert 'call void @"lumen_GOMP_parallel"' in f.lower(k, x).llvm_ir()
     f(k, x)                 # compiled, and the runtime registered (which sets the threshold)
     results = []
-    calibrated, symbols.fork_work.value = symbols.fork_work.value, THRESHOLD   # n forks
+    calibrated = symbols.fork_work.value, symbols.fork_bytes.value
+    symbols.fork_work.value, symbols.fork_bytes.value = THRESHOLD, 0               # n forks
     try:
         for threads in (1, 2):
             previous = symbols.set_num_threads(threads)
@@ -247,7 +248,7 @@ def test_bitwise_the_same_on_one_and_two_threads():
             finally:
                 symbols.set_num_threads(previous)
     finally:
-        symbols.fork_work.value = calibrated
+        symbols.fork_work.value, symbols.fork_bytes.value = calibrated
     for one, two, eager in zip(*results, (random.uniform(k, (n,), np.float32),
                                           random.uniform(k, (n,)), random.bernoulli(k, 0.5, (n,)))):
         np.testing.assert_array_equal(one, two, strict=True)

@@ -22,6 +22,7 @@ an atomic max when its units are done; the entry raises it after the region, as 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import llvmlite.ir as ir
 from llvmlite.ir.instructions import ExtractValue, GEPInstr, InsertValue
@@ -54,16 +55,30 @@ def element_cost(body) -> int:
     return 1 + sum(1 if s.op in CHEAP_OPS else EXPENSIVE_OP for s in body.ops)
 
 
+#: Bytes a point of a loop moves at least (a float32 read, one written).
+MIN_BYTES_PER_POINT = 8
+
+
+class Work(NamedTuple):
+    """A loop's work (an i64: points x cost), and for a loop of cheap operations, whose time is
+    its memory traffic, the bytes it moves at least (an i64; None for the others)."""
+    amount: object
+    data_bytes: object
+
+
 def work_of(ctx, space_vals, cost):
-    """The work of a loop over ``space_vals`` at ``cost`` per point (an i64), or None when the
-    loop is not to run in parallel: ``cost`` None, the function compiled with
-    ``parallel=False``, or sizes fixed at compile time that make too little work."""
+    """The `Work` of a loop over ``space_vals`` at ``cost`` per point, or None when the loop is
+    not to run in parallel: ``cost`` None, the function compiled with ``parallel=False``, or
+    sizes fixed at compile time that make too little work."""
     if cost is None or not ctx.parallel or not space_vals:
         return None
     if all(isinstance(v, ir.Constant) for v in space_vals):     # sizes known when compiling
         if cost * math.prod(v.constant for v in space_vals) < THRESHOLD:
             return None
-    return ctx.builder.mul(ctx.count(space_vals), ctx.i64(cost))
+    points = ctx.count(space_vals)
+    data = ctx.builder.mul(points, ctx.i64(MIN_BYTES_PER_POINT)) if cost <= EXPENSIVE_OP \
+        else None
+    return Work(ctx.builder.mul(points, ctx.i64(cost)), data)
 
 
 def parallel_range(ctx, n, emit, work=None, vectorise=True):
@@ -110,13 +125,14 @@ def chunk_count(ctx, units, work):
 
     def clamp(x, bound, keep_smaller):
         return b.select(b.icmp_signed("<" if keep_smaller else ">", x, bound), x, bound)
-    count = clamp(b.sdiv(work, ctx.i64(CHUNK_WORK)), ctx.i64(MAX_CHUNKS), True)
+    count = clamp(b.sdiv(work.amount, ctx.i64(CHUNK_WORK)), ctx.i64(MAX_CHUNKS), True)
     return clamp(clamp(count, units, True), ctx.i64(1), False)
 
 
 def _launch(ctx, fn, captured, n, work):
     """In the entry: store the captured values, then run the region on the team, or call it
-    on this thread alone (always, without ``work``)."""
+    on this thread alone: always without ``work``, and where its work is under the fork
+    threshold, or a loop of cheap operations moves less data than ``lumen_fork_bytes``."""
     b = ctx.builder
     data = ir.Constant(i8p, None)
     if captured:
@@ -128,10 +144,13 @@ def _launch(ctx, fn, captured, n, work):
         b.call(fn, [data])
         return
     threads = b.load(run_time_setting(ctx.module, "lumen_num_threads", i32))
-    fork = b.and_(b.icmp_signed(">=", work,
+    fork = b.and_(b.icmp_signed(">=", work.amount,
                                 b.load(run_time_setting(ctx.module, "lumen_fork_work", i64))),
                   b.and_(b.icmp_signed(">", threads, ir.Constant(i32, 1)),
                          b.icmp_signed(">", n, ctx.i64(1))))
+    if work.data_bytes is not None:
+        fork = b.and_(fork, b.icmp_signed(">=", work.data_bytes, b.load(
+            run_time_setting(ctx.module, "lumen_fork_bytes", i64))))
     run = ctx.function("lumen_GOMP_parallel", ir.VoidType(), [fn.type, i8p, i32, i32])
     with b.if_else(fork) as (team, alone):
         with team:

@@ -191,6 +191,17 @@ num_threads = ctypes.c_int32(1)
 #: (``lumen_fork_work``): `parallel.THRESHOLD`, or more where waking the team costs more
 #: (`fork_threshold`). Read at run time, as the thread count is.
 fork_work = ctypes.c_int64(THRESHOLD)
+#: The bytes from which a loop of cheap operations (its time is its memory traffic) runs on the
+#: team (``lumen_fork_bytes``): 0 where waking the team is cheap; `MEMORY_FORK_BYTES` where
+#: it is slow (`SLOW_WAKE_NS`), as on a virtual machine, whose cores fetched the data another
+#: had just used far slower than that one read it again (`fork_bytes`).
+fork_bytes = ctypes.c_int64(0)
+#: A wake-up of the team this slow (ns) marks a machine where `fork_bytes` applies.
+SLOW_WAKE_NS = 15_000
+#: Measured on such a machine (2 cores, waking ~35 µs), ``w - lr * x.T @ d`` in float32,
+#: serial against forked: 784 x 500 (3 MB read and written) 44 against 60 µs, 784 x 1000 78
+#: against 118 µs, 2000 x 2000 (32 MB) 822 against 555 µs; a float32 tanh forked paid at each.
+MEMORY_FORK_BYTES = 16 << 20
 #: Work a core does per nanosecond in a fused loop (~25-40 units measured here: float32 tanh,
 #: exp, additions, vectorised), to turn a wake-up's time into work.
 WORK_PER_NS = 25
@@ -210,6 +221,7 @@ def register_openmp() -> None:
     global _openmp_loaded
     llvm.add_symbol("lumen_num_threads", ctypes.addressof(num_threads))
     llvm.add_symbol("lumen_fork_work", ctypes.addressof(fork_work))
+    llvm.add_symbol("lumen_fork_bytes", ctypes.addressof(fork_bytes))
     _openmp_loaded = _load_libgomp()
     if _openmp_loaded:
         for name, symbol in _OPENMP.items():
@@ -244,16 +256,24 @@ def fork_threshold(wake_ns: float) -> int:
     return int(min(max(THRESHOLD, 2 * wake_ns * WORK_PER_NS), FORK_WORK_MAX))
 
 
+def memory_fork_bytes(wake_ns: float) -> int:
+    """The data from which a loop of cheap operations forks (`fork_bytes`): any amount where
+    waking the team is quick, `MEMORY_FORK_BYTES` where it is slow (`SLOW_WAKE_NS`)."""
+    return MEMORY_FORK_BYTES if wake_ns >= SLOW_WAKE_NS else 0
+
+
 _fork_measured = False
 
 
 def _measure_fork() -> None:
-    """Set `fork_work` from this machine's wake-up time, once, when loops first may fork (a
-    process on one thread never starts a team for it)."""
+    """Set `fork_work` and `fork_bytes` from this machine's wake-up time, once, when loops
+    first may fork (a process on one thread never starts a team for it)."""
     global _fork_measured
     if _openmp_loaded and num_threads.value > 1 and not _fork_measured:
         _fork_measured = True
-        fork_work.value = fork_threshold(_wake_ns(llvm.address_of_symbol("GOMP_parallel")))
+        wake_ns = _wake_ns(llvm.address_of_symbol("GOMP_parallel"))
+        fork_work.value = fork_threshold(wake_ns)
+        fork_bytes.value = memory_fork_bytes(wake_ns)
 
 
 def _wake_ns(gomp_parallel: int) -> float:
