@@ -188,6 +188,9 @@ class IRBuilder:
     def or_(self, a, b):
         return self._binary("or", a, b)
 
+    def xor(self, a, b):
+        return self._binary("xor", a, b)
+
     def fadd(self, a, b):
         return self._binary("fadd", a, b)
 

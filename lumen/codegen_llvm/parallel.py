@@ -10,9 +10,11 @@ and the region loads it back in its first block. The lowering code stays the sam
 runs inline or in a region, and no value can be forgotten.
 
 When the work is under the fork threshold (``lumen_fork_work``: `THRESHOLD`, or more where
-waking the team costs more, symbols.py), one thread is asked for or there is a single unit, the
-entry calls the region itself (thread 0 of a team of 1: every unit): the same code, the same
-numbers, no fork. The threshold and the thread count are read at run time
+waking the team costs more, symbols.py), a loop of cheap operations moves less data than
+``lumen_fork_bytes`` (where waking is slow, another core fetches the data far slower than the
+calling core reads it again), one thread is asked for or there is a single unit, the entry
+calls the region itself (thread 0 of a team of 1: every unit): the same code, the same
+numbers, no fork. The thresholds and the thread count are read at run time
 (``lumen_num_threads``), so neither the compiled code nor its cache key depends on them.
 
 Nothing in a region touches a Python object or the C-API: an error flagged there (an index out of

@@ -467,8 +467,14 @@ class _Emitter:
                            ir_text.Constant(i64, ROW_TILES[0]))
         width = rb.select(transposed, ir_text.Constant(i64, DOT_COLS),
                           ir_text.Constant(i64, PANEL * self.lanes))
-        by_rows = rb.icmp_signed(">=", rb.sdiv(rb.add(rows_total, rb.sub(height, ir_text.Constant(
-            i64, 1))), height), team)
+        def units(total, unit):
+            return rb.sdiv(rb.add(total, rb.sub(unit, ir_text.Constant(i64, 1))), unit)
+        # each thread reads all of B when the rows are shared out, all of A when the columns
+        # are: the columns, where C is wider than tall and has a panel for every thread
+        wide = rb.and_(rb.icmp_signed(">", cols_total, rows_total),
+                       rb.icmp_signed(">=", units(cols_total, width), team))
+        by_rows = rb.and_(rb.icmp_signed(">=", units(rows_total, height), team),
+                          rb.xor(wide, ir_text.Constant(ir.IntType(1), 1)))
         row_lo, row_hi = share(rows_total, height)
         col_lo, col_hi = share(cols_total, width)
         lo, hi = rb.select(by_rows, row_lo, col_lo), rb.select(by_rows, row_hi, col_hi)

@@ -446,7 +446,8 @@ def _reduce_into_output(ctx, node, op, space_vals, operands, out, element, epilo
     share the outermost kept axis: each sets, accumulates (in the serial order) and finishes
     the output elements of its block, all in one region."""
     direct = epilogue.body is None and np.dtype(red_dtype) == out.dtype
-    acc = out if direct else ctx.malloc_buffer(red_dtype, node.outputs[0].type.shape, "reduce_acc")
+    acc = out if direct else ctx.malloc_buffer(red_dtype, node.outputs[0].type.shape,
+                                               "reduce_acc")
     init = identity(op, acc.dtype)
     red, space = node.params["reduce"], node.params["space"]
     acc_op = Operand(acc, _out_strides(ctx, red, space, acc), False)
