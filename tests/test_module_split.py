@@ -22,7 +22,6 @@ import pytest
 
 import lumen
 from lumen.codegen_llvm import module_split, parallel, target
-from lumen.runtime import disk_cache
 
 from .oracle import assert_same
 from .test_disk_cache import program_entries

@@ -68,23 +68,21 @@ class Block:
         return f'%"{self.name}"'
 
 
-class _Phi:
-    def __init__(self, value):
-        self.value, self.incoming = value, []
+class _Phi(Value):
+    """A phi: a value, and the line of its block that names its incoming values, which are
+    added after it is made (a loop's latch comes later)."""
+    __slots__ = ("incoming",)
+
+    def __init__(self, ty, ref):
+        super().__init__(ty, ref)
+        self.incoming = []
 
     def add_incoming(self, v, block):
         self.incoming.append((v, block))
 
     def __str__(self):
         pairs = ", ".join(f"[{v.get_reference()}, {b.ref}]" for v, b in self.incoming)
-        return f"{self.value.ref} = phi {self.value.type} {pairs}"
-
-
-class _PhiValue(Value):
-    __slots__ = ("phi",)
-
-    def add_incoming(self, v, block):
-        self.phi.add_incoming(v, block)
+        return f"{self.ref} = phi {self.type} {pairs}"
 
 
 class _Switch:
@@ -144,6 +142,14 @@ class Module:
         return f'; ModuleID = "{self.name}"\n' + "\n\n".join(map(str, self.globals.values())) + "\n"
 
 
+def _instruction(op):
+    """The builder method for binary instruction ``op``."""
+    def emit(self, a, b):
+        return self._binary(op, a, b)
+    emit.__name__ = op
+    return emit
+
+
 class IRBuilder:
     def __init__(self, block=None):
         self.block = block
@@ -166,36 +172,12 @@ class IRBuilder:
 
     # -- arithmetic and comparisons --
 
-    def _binary(self, op, a, b, flags=()):
-        head = " ".join((op, *flags))
-        return self._emit(a.type, f"{head} {_operand(a)}, {b.get_reference()}")
+    def _binary(self, op, a, b):
+        return self._emit(a.type, f"{op} {_operand(a)}, {b.get_reference()}")
 
-    def add(self, a, b):
-        return self._binary("add", a, b)
-
-    def sub(self, a, b):
-        return self._binary("sub", a, b)
-
-    def mul(self, a, b):
-        return self._binary("mul", a, b)
-
-    def sdiv(self, a, b):
-        return self._binary("sdiv", a, b)
-
-    def and_(self, a, b):
-        return self._binary("and", a, b)
-
-    def or_(self, a, b):
-        return self._binary("or", a, b)
-
-    def xor(self, a, b):
-        return self._binary("xor", a, b)
-
-    def fadd(self, a, b):
-        return self._binary("fadd", a, b)
-
-    def fmul(self, a, b):
-        return self._binary("fmul", a, b)
+    add, sub, mul, sdiv = (_instruction(op) for op in ("add", "sub", "mul", "sdiv"))
+    and_, or_, xor = (_instruction(op) for op in ("and", "or", "xor"))
+    fadd, fmul = _instruction("fadd"), _instruction("fmul")
 
     def _compare(self, op, predicate, a, b):
         ty = a.type
@@ -262,9 +244,8 @@ class IRBuilder:
         return self._emit(ret, text)
 
     def phi(self, ty):
-        value = _PhiValue(ty, f"%p{self.function.fresh('')[1:]}")
-        value.phi = _Phi(value)
-        self.block.lines.append(value.phi)
+        value = _Phi(ty, f"%p{self.function.fresh('')[1:]}")
+        self.block.lines.append(value)
         return value
 
     # -- control flow --
