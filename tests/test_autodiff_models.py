@@ -97,6 +97,38 @@ def test_nn_crossentropy_gradient():
     np.testing.assert_allclose(g, expected / 5, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nn_crossentropy_picks_the_label_logits_first(dtype):
+    """The loss and its gradient pick each row's label logit out of the logits themselves, not
+    out of the whole log_softmax: no pass over every class subtracts logsumexp, and the row
+    sums of the one-hot gradient are not taken; the numbers are NumPy's. Logits of another
+    rank keep the plain formula."""
+    rng = np.random.default_rng(4)
+    logits, labels = rng.standard_normal((7, 5)).astype(dtype), rng.integers(0, 5, 7)
+    graph = lumen.jit(lumen.nn.crossentropy).lower(logits, labels).optimized_graph()
+    (gather,) = [n for n in graph.nodes if n.op == "gather"]
+    assert gather.inputs[0] is graph.inputs[0]
+    logp = logits - sc.logsumexp(logits.astype(np.float64), axis=1, keepdims=True)
+    want = -np.mean(logp[np.arange(7), labels])
+    got = lumen.jit(lumen.nn.crossentropy)(logits, labels)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    step = lumen.jit(lumen.value_and_grad(lumen.nn.crossentropy))
+    grad_graph = step.lower(logits, labels).optimized_graph()
+    two_d = [n for n in grad_graph.nodes if n.op == "kernel" and n.params["reduce"] is not None
+             and len(n.params["space"]) == 2 and 1 in n.params["reduce"].axes
+             and n.params["space"][1].value != 1]
+    assert len(two_d) <= 2                      # the row max and the row sum of exponentials
+    expected = sc.softmax(logits.astype(np.float64), axis=1)
+    expected[np.arange(7), labels] -= 1
+    np.testing.assert_allclose(step(logits, labels)[1], expected / 7,
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+    cube = rng.standard_normal((3, 2, 4))
+    plain = -np.mean((cube - sc.logsumexp(cube, axis=-1, keepdims=True))[np.arange(3), [1, 0, 1]])
+    np.testing.assert_allclose(lumen.jit(lumen.nn.crossentropy)(cube, np.array([1, 0, 1])), plain,
+                               rtol=1e-12)
+
+
 def test_nn_shift_has_no_derivative():
     """The max shift of logsumexp / softmax cancels out of their values, so its derivative is
     not taken: the optimised gradient of crossentropy has no max-tie mask (``equal``) and
