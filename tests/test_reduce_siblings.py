@@ -94,7 +94,15 @@ def test_dependent_pairs_stay_apart():
     args = [np.array([0.3, -0.5]), np.array([0.7])]
     unfused = lumen.jit(crossed).lower(*args).optimized_graph()
     graph = lowered_graph(crossed, *args)
-    assert 1 <= ops(graph).count("kernel_map_reduce") < ops(unfused).count("kernel") // 2
+    assert ops(unfused).count("kernel") == 10
+    assert ops(graph).count("kernel_map_reduce") == 3        # the four pairs but the crossed one
+    maps = [[s.op for s in n.params["body"].ops] for n in graph.nodes
+            if n.op == "kernel" and n.params["reduce"] is None]
+    assert ["add", "cos"] in maps                            # cos(x + y) stays a loop of its own
+    defined = set(graph.inputs)
+    for node in graph.nodes:                                 # each runs after its operands
+        assert all(v in defined for v in node.inputs), node
+        defined.update(node.outputs)
     for got, want in zip(interpret(graph, args), interpret(unfused, args)):
         np.testing.assert_allclose(got, want, rtol=1e-14)
 
