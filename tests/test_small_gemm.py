@@ -2,6 +2,9 @@
 float64, every layout, edge and blocking path; which products take them rather than BLAS; the
 products of compiled functions that use them; threads."""
 import ctypes
+import os
+import subprocess
+import sys
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
@@ -17,6 +20,7 @@ from lumen.codegen_llvm.llvmtypes import i1, i8, i64
 
 from .oracle import assert_same
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = (np.float32, np.float64)
 LETTER = {np.float32: "s", np.float64: "d"}
 
@@ -27,12 +31,16 @@ def kernels():
     symbols.link_small_products(letters="sd")
     out = {}
     for dtype, letter in LETTER.items():
-        scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-        p, n = ctypes.c_void_p, ctypes.c_int64
-        signature = ctypes.CFUNCTYPE(None, ctypes.c_int8, ctypes.c_int8, n, n, n, scalar, p, n,
-                                     p, n, scalar, p, p)
-        out[dtype] = signature(llvm.address_of_symbol(small_gemm.NAMES[letter]))
+        out[dtype] = signature(dtype)(llvm.address_of_symbol(small_gemm.NAMES[letter]))
     return out
+
+
+def signature(dtype):
+    """The ctypes prototype of `small_gemm.NAMES`' and `small_gemm.DOT_NAMES`' functions."""
+    scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    p, n = ctypes.c_void_p, ctypes.c_int64
+    return ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int8, ctypes.c_int8, n, n, n, scalar, p, n,
+                            p, n, scalar, p, p)
 
 
 def operand(rng, rows, cols, dtype, transposed):
@@ -51,8 +59,9 @@ def run(kernel, a, b, alpha, beta, c_in, garbage=np.nan):
     m, n, k = av.shape[0], bv.shape[1], av.shape[1]
     c = np.full((m, n), garbage, dtype=abuf.dtype)
     source = c if c_in is None else c_in
-    kernel(ta, tb, m, n, k, alpha, abuf.ctypes.data, lda, bbuf.ctypes.data, ldb, beta,
-           c.ctypes.data, source.ctypes.data)
+    declined = kernel(ta, tb, m, n, k, alpha, abuf.ctypes.data, lda, bbuf.ctypes.data, ldb, beta,
+                      c.ctypes.data, source.ctypes.data)
+    assert declined == 0
     return c
 
 
@@ -103,13 +112,13 @@ def test_kernels_for_narrower_vectors(kernels, features):
     the module's text parses, and every path matches NumPy."""
     loaded = []
     for dtype, letter in LETTER.items():
-        objects = target.compile_objects(small_gemm.module_ir(letter, features), passes=False)
-        module = target.LoadedModule(objects, runtime=True)
-        loaded.append(module)
-        scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-        p, n = ctypes.c_void_p, ctypes.c_int64
-        kernel = ctypes.CFUNCTYPE(None, ctypes.c_int8, ctypes.c_int8, n, n, n, scalar, p, n, p,
-                                  n, scalar, p, p)(module.address(small_gemm.NAMES[letter]))
+        kernels = []
+        for names, module_ir in ((small_gemm.NAMES, small_gemm.module_ir),
+                                 (small_gemm.DOT_NAMES, small_gemm.dots_module_ir)):
+            objects = target.compile_objects(module_ir(letter, features), passes=False)
+            loaded.append(target.LoadedModule(objects, runtime=True))
+            kernels.append(signature(dtype)(loaded[-1].address(names[letter])))
+        rows, dots = kernels
         for m, n_, k in ((60, 1000, 784), (10, 97, 300), (7, 13, 1100), (60, 10, 500),
                          (60, 200, 10), (65, 70, 80), (3, 3, 3)):
             for layout in LAYOUTS:
@@ -117,8 +126,10 @@ def test_kernels_for_narrower_vectors(kernels, features):
                 a = operand(rng, m, k, dtype, layout[0] == "T")
                 b = operand(rng, k, n_, dtype, layout[1] == "T")
                 c_in = rng.standard_normal((m, n_)).astype(dtype)
-                close(run(kernel, a, b, -0.5, 1.0, c_in), reference(a, b, -0.5, 1.0, c_in),
-                      dtype, k)
+                want = reference(a, b, -0.5, 1.0, c_in)
+                close(run(rows, a, b, -0.5, 1.0, c_in), want, dtype, k)
+                if layout == ("N", "T"):        # the rows module's may be a copy of B^T
+                    close(run(dots, a, b, -0.5, 1.0, c_in), want, dtype, k)
 
 
 @settings(max_examples=60, deadline=None)
@@ -249,6 +260,53 @@ def test_dense_layers_forward_and_backward(dtype):
         assert_same(backward(d, w), d @ w.T, exact=False, rtol=1e-4)
         xs = rng.standard_normal((3, batch, n_in)).astype(dtype)
         assert_same(batched(xs, w), xs @ w, exact=False, rtol=1e-4)
+
+
+LAZY_DOTS_SCRIPT = """
+import sys, warnings
+import numpy as np
+import lumen
+from lumen.codegen_llvm import small_gemm, symbols
+if sys.argv[1] == "broken":
+    def broken(letter, features):
+        raise RuntimeError("no dot products here")
+    small_gemm.dots_module_ir = broken
+rng = np.random.default_rng(0)
+f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+linked = lambda: bool(symbols._dots_addresses["s"].value)
+forward = lumen.jit(lambda x, w: x @ w)
+backward = lumen.jit(lambda d, w: d @ w.T)
+x, w = f32(60, 784), f32(784, 500)
+steps = [np.allclose(forward(x, w), x @ w, rtol=1e-4, atol=1e-3), linked()]
+d, w_out = f32(60, 10), f32(500, 10)            # few terms: B^T is copied
+steps += [np.allclose(backward(d, w_out), d @ w_out.T, rtol=1e-4, atol=1e-4), linked()]
+d, w = f32(10, 1000), f32(300, 1000)            # many: the dot products
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    steps += [np.allclose(backward(d, w), d @ w.T, rtol=1e-4, atol=1e-3), linked()]
+    steps += [np.allclose(backward(d, w), d @ w.T, rtol=1e-4, atol=1e-3)]
+print(steps, [str(w.message) for w in caught])
+"""
+
+
+@pytest.mark.parametrize("mode", ["ok", "broken"])
+def test_dot_products_are_linked_when_a_product_first_takes_them(tmp_path, mode):
+    """In a fresh process: products whose B has contiguous rows, or is transposed with few
+    terms (copied), leave the dot products' module unlinked; the first product that takes them
+    links it, in the middle of the call, and gets NumPy's numbers. Where it cannot be compiled,
+    one warning says so and BLAS computes those products, as right."""
+    script = tmp_path / "script.py"
+    script.write_text(LAZY_DOTS_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, LUMEN_CACHE="0", PYTHONPATH=ROOT))
+    steps, messages = run.stdout.strip().split("] [")
+    assert steps == ("[True, False, True, False, True, True, True" if mode == "ok" else
+                     "[True, False, True, False, True, False, True"), run.stderr
+    if mode == "ok":
+        assert messages == "]", messages
+    else:
+        assert messages.count("could not be compiled") == 1 and "no dot products here" in messages
+        assert "BLAS runs those products" in messages
 
 
 def test_vector_width_follows_the_host():

@@ -235,7 +235,8 @@ class IRBuilder:
         return self._emit(ty, f"shufflevector {_operand(a)}, {_operand(b)}, {_operand(mask)}")
 
     def call(self, fn, args, fastmath=()):
-        ret = fn.ftype.return_type
+        """``fn``: a `Function`, or a value pointing to one (an address found at run time)."""
+        ret = (fn.ftype if isinstance(fn, Function) else fn.type.pointee).return_type
         text = f"call {' '.join(fastmath) + ' ' if fastmath else ''}{ret} {fn.ref}(" + \
             ", ".join(map(_operand, args)) + ")"
         if isinstance(ret, ir.VoidType):
@@ -263,6 +264,9 @@ class IRBuilder:
 
     def ret_void(self):
         self._terminate("ret void")
+
+    def ret(self, value):
+        self._terminate(f"ret {_operand(value)}")
 
     @contextlib.contextmanager
     def if_then(self, cond):

@@ -21,8 +21,10 @@ C = alpha A B + beta C_in, where C_in may be another array of C's shape: the SGD
 ``W - lr * x.T @ d`` reads W where it lies instead of copying it into the result first.
 
 Each dtype's kernels are a module of runtime support (`symbols.link_small_products`), compiled
-once per target and cached on disk; a program's product function (`lower.linalg`) calls them
-by name (`NAMES`) where `lower.linalg.small_products_choice` says they win, BLAS otherwise. A large product runs on
+once per target and cached on disk, the dot products a module of their own linked when a
+product first takes them (`DOT_NAMES`); a program's product function (`lower.linalg`) calls
+them by name (`NAMES`) where `lower.linalg.small_products_choice` says they win, BLAS
+otherwise. A large product runs on
 lumen's OpenMP team, the threads sharing out blocks of C's rows (whole panels of its columns
 where there are too few rows), never on OpenBLAS's threads: those spin after each call, and
 took the core lumen's next parallel loop needed (a 784-1000-1000-1000-10 MLP step on two
@@ -37,11 +39,23 @@ from ..ir.ops import BODY_PARAMS
 from . import ir_text
 from .llvmtypes import f32, f64, i8, i8p, i32, i64
 
-#: The exported function per BLAS prefix: ``void f(i8 trans_a, i8 trans_b, i64 m, i64 n,
+#: The exported function per BLAS prefix: ``i32 f(i8 trans_a, i8 trans_b, i64 m, i64 n,
 #: i64 k, T alpha, i8* a, i64 lda, i8* b, i64 ldb, T beta, i8* c, i8* c_in)``, the arguments
 #: of the product function (row-major terms: op(a) is m x k, op(b) k x n; C = alpha op(a)
-#: op(b) + beta C_in, both m x n with rows n apart; c_in may be c).
+#: op(b) + beta C_in, both m x n with rows n apart; c_in may be c); it returns 0, or 1 where
+#: it declines the product (BLAS's then).
 NAMES = {"s": "lumen_sgemm_small", "d": "lumen_dgemm_small"}
+ENTRY_TYPE = {letter: ir.FunctionType(i32, [i8, i8, i64, i64, i64, t, i8p, i64, i8p, i64, t,
+                                             i8p, i8p])
+              for letter, t in (("s", f32), ("d", f64))}
+#: The dot products' function per prefix (same arguments), in a module of its own, which the
+#: `NAMES` function finds at the address in the global `DOTS_SLOT` (null until then: it calls
+#: ``i8* DOTS_RESOLVER(i8 prefix)``, which links the module and returns that address, or
+#: null). Most programs' products never take them (an MLP's ``d @ W_out.T`` has 10 terms: B^T
+#: is copied): a third of the kernels' compile time that a cold start need not pay.
+DOT_NAMES = {"s": "lumen_sgemm_dots", "d": "lumen_dgemm_dots"}
+DOTS_SLOT = {"s": "lumen_sgemm_dots_address", "d": "lumen_dgemm_dots_address"}
+DOTS_RESOLVER = "lumen_small_dots_resolve"
 #: Heights of the row tiles (B's rows contiguous): a block of rows is cut greedily into these.
 ROW_TILES = (6, 4, 2, 1)
 #: Vectors of columns per panel; a tile of 1 or 2 rows spans the panel, a taller one half.
@@ -411,13 +425,88 @@ class _Emitter:
         b.ret_void()
         return fn
 
-    # -- the exported function ---------------------------------------------------------------
+    # -- the exported functions --------------------------------------------------------------
 
-    def exported(self, name):
-        """`NAMES`' function: the work on rows [i_lo, i_hi) and columns [j_lo, j_hi) of C as a
-        function of the ranges, run on this thread for all of C, or on each thread of the team
-        for its share."""
-        rows, dots = self.rows_driver(), self.dot_driver()
+    def rows_entry(self, name):
+        """`NAMES`' function: the products whose B has contiguous rows, and those whose B is
+        transposed: with few terms B^T is copied out and multiplied by rows; otherwise the dot
+        products run, from the module `symbols.resolve_dots` links the first time a product
+        needs it (`DOTS_SLOT` holds its address)."""
+        rows = self.rows_driver()
+
+        def work(b, m, a, sai, sap, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi):
+            def block(b, kb, _):
+                kc = b.sub(k, kb)
+                kc = b.select(b.icmp_signed(">", kc, ir_text.Constant(i64, KC)),
+                              ir_text.Constant(i64, KC), kc)
+                first = b.icmp_signed("==", kb, ir_text.Constant(i64, 0))
+                b.call(rows, [m, a, sai, sap, bb, ldb, c, b.select(first, c_in, c), n, kb, kc,
+                              alpha, b.select(first, beta, ir_text.Constant(self.t, 1.0)), j_lo,
+                              j_hi])
+                return []
+            one = ir_text.Constant(i64, 1)
+            some = b.select(b.icmp_signed(">", k, ir_text.Constant(i64, 0)), k, one)
+            self.loop(b, ir_text.Constant(i64, 0), some, ir_text.Constant(i64, KC), [], block, "kb")
+
+        self._entry(name, work, ROW_TILES[0], PANEL * self.lanes, self._transposed_b)
+
+    def dots_entry(self, name):
+        """`DOT_NAMES`' function: products whose B is transposed and A is not, as dot products
+        of their rows."""
+        dots = self.dot_driver()
+
+        def work(b, m, a, sai, sap, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi):
+            b.call(dots, [m, a, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi])
+
+        self._entry(name, work, DOT_TILES[0], DOT_COLS, None)
+
+    def _transposed_b(self, b, fn, put):
+        """The rows entry's products with B transposed: the dot products' module (its result
+        returned), or B^T copied out (the copy to be freed returned in a stack slot). -> that
+        slot; 1 is returned, declining the product, where neither can be had (no dot products
+        module, no memory for the copy)."""
+        ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = fn.args
+        transposed = b.icmp_unsigned("==", tb, ir_text.Constant(i8, _T))
+        # B transposed with a short inner axis (``d @ W_out.T``, W_out 10 classes wide): a
+        # vector or less per dot product would leave the kernel summing lanes, so B^T (k x n,
+        # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
+        # the copy (two or three rows keep the dot products)
+        copy = b.and_(b.icmp_signed("<", k, ir_text.Constant(i64, DOT_MIN_VECTORS * self.lanes)),
+                      b.icmp_signed(">=", m, ir_text.Constant(i64, COPY_MIN_ROWS)))
+        declined = ir_text.Constant(i32, 1)
+        with b.if_then(b.and_(transposed, b.xor(copy, ir_text.Constant(ir.IntType(1), 1)))):
+            found = b.alloca(i8p)
+            b.store(b.load(self.module.external_global(DOTS_SLOT[self.letter], i8p)), found)
+            with b.if_then(b.icmp_unsigned("==", b.load(found), ir_text.Constant(i8p, None))):
+                resolve = self.declare(DOTS_RESOLVER, i8p, [i8])
+                b.store(b.call(resolve, [ir_text.Constant(i8, ord(self.letter))]), found)
+            address = b.load(found)
+            with b.if_then(b.icmp_unsigned("==", address, ir_text.Constant(i8p, None))):
+                b.ret(declined)
+            b.ret(b.call(b.bitcast(address, fn.type), list(fn.args)))
+        scratch = b.alloca(i8p)
+        b.store(ir_text.Constant(i8p, None), scratch)
+        with b.if_then(transposed):
+            block = b.call(self.declare("malloc", i8p, [i64]),
+                           [b.mul(b.mul(k, n), ir_text.Constant(i64, self.size))])
+            with b.if_then(b.icmp_unsigned("==", block, ir_text.Constant(i8p, None))):
+                b.ret(declined)
+            b.store(block, scratch)
+            self.transpose(b, b.bitcast(bb, self.tp), ldb, n, k, b.bitcast(block, self.tp))
+            put(1, ir_text.Constant(i8, _N))
+            put(8, b.bitcast(block, self.tp))
+            put(9, n)
+        return scratch
+
+    def _entry(self, name, work_body, height, width, prologue):
+        """``i32 name(i8 trans_a, i8 trans_b, i64 m, i64 n, i64 k, T alpha, i8* a, i64 lda,
+        i8* b, i64 ldb, T beta, i8* c, i8* c_in)``: 0 once C is computed, 1 where the product
+        is declined (BLAS's to do). ``work_body(b, m, a, sai, sap, lda, b, ldb, c, c_in, n, k,
+        alpha, beta, j_lo, j_hi)`` emits the work on C's rows [0, m) (the operands offset to
+        the first) and columns [j_lo, j_hi), run on this thread for all of C, or on each thread
+        of the team for its share: blocks of ``height`` rows, or of ``width`` columns.
+        ``prologue(b, fn, put)``, if any, runs first and may return; it returns a stack slot
+        holding memory to free at the end (or null)."""
         t, tp = self.t, self.tp
         packed_t = ir.LiteralStructType([i8, i8, i64, i64, i64, t, tp, i64, tp, i64, t, tp, tp])
         work, wb = self.function("part", [packed_t.as_pointer(), i64, i64, i64, i64])
@@ -431,21 +520,7 @@ class _Emitter:
         m = wb.sub(i_hi, i_lo)             # rows [i_lo, i_hi) of C: the operands from there on
         a = wb.gep(a, [wb.mul(i_lo, sai)])
         c, c_in = (wb.gep(x, [wb.mul(i_lo, n)]) for x in (c, c_in))
-        with wb.if_else(wb.icmp_unsigned("==", tb, ir_text.Constant(i8, _T))) as (dot, by_rows):
-            with dot:
-                wb.call(dots, [m, a, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi])
-            with by_rows:
-                def block(b, kb, _):
-                    kc = b.sub(k, kb)
-                    kc = b.select(b.icmp_signed(">", kc, ir_text.Constant(i64, KC)),
-                                  ir_text.Constant(i64, KC), kc)
-                    first = b.icmp_signed("==", kb, ir_text.Constant(i64, 0))
-                    b.call(rows, [m, a, sai, sap, bb, ldb, c, b.select(first, c_in, c), n, kb,
-                                  kc, alpha, b.select(first, beta, ir_text.Constant(t, 1.0)), j_lo,
-                                  j_hi])
-                    return []
-                some = wb.select(wb.icmp_signed(">", k, ir_text.Constant(i64, 0)), k, one)
-                self.loop(wb, ir_text.Constant(i64, 0), some, ir_text.Constant(i64, KC), [], block, "kb")
+        work_body(wb, m, a, sai, sap, lda, bb, ldb, c, c_in, n, k, alpha, beta, j_lo, j_hi)
         wb.ret_void()
 
         region, rb = self.function("region", [i8p])
@@ -454,21 +529,18 @@ class _Emitter:
         shared = rb.bitcast(region.args[0], packed_t.as_pointer())
         field = lambda q: rb.load(rb.gep(shared, [ir_text.Constant(i32, 0), ir_text.Constant(i32, q)]))
         rows_total, cols_total = field(2), field(3)
-        transposed = rb.icmp_unsigned("==", field(1), ir_text.Constant(i8, _T))
+        height, width = ir_text.Constant(i64, height), ir_text.Constant(i64, width)
+
+        def units(total, unit):
+            return rb.sdiv(rb.add(total, rb.sub(unit, ir_text.Constant(i64, 1))), unit)
 
         def share(total, unit):
             """This thread's block of [0, total), in whole units."""
-            units = rb.sdiv(rb.add(total, rb.sub(unit, ir_text.Constant(i64, 1))), unit)
-            lo = rb.mul(rb.sdiv(rb.mul(units, thread), team), unit)
-            hi = rb.mul(rb.sdiv(rb.mul(units, rb.add(thread, ir_text.Constant(i64, 1))), team), unit)
+            lo = rb.mul(rb.sdiv(rb.mul(units(total, unit), thread), team), unit)
+            hi = rb.mul(rb.sdiv(rb.mul(units(total, unit), rb.add(thread, ir_text.Constant(i64, 1))),
+                                team), unit)
             return lo, rb.select(rb.icmp_signed(">", hi, total), total, hi)
         zero = ir_text.Constant(i64, 0)
-        height = rb.select(transposed, ir_text.Constant(i64, DOT_TILES[0]),
-                           ir_text.Constant(i64, ROW_TILES[0]))
-        width = rb.select(transposed, ir_text.Constant(i64, DOT_COLS),
-                          ir_text.Constant(i64, PANEL * self.lanes))
-        def units(total, unit):
-            return rb.sdiv(rb.add(total, rb.sub(unit, ir_text.Constant(i64, 1))), unit)
         # each thread reads all of B when the rows are shared out, all of A when the columns
         # are: the columns, where C is wider than tall and has a panel for every thread
         wide = rb.and_(rb.icmp_signed(">", cols_total, rows_total),
@@ -484,8 +556,7 @@ class _Emitter:
             rb.call(work, [shared, *bounds])
         rb.ret_void()
 
-        fn = ir_text.Function(self.module, ir.FunctionType(ir.VoidType(), [
-            i8, i8, i64, i64, i64, t, i8p, i64, i8p, i64, t, i8p, i8p]), name)
+        fn = ir_text.Function(self.module, ENTRY_TYPE[self.letter], name)
         ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = fn.args
         b = ir_text.IRBuilder(fn.append_basic_block("entry"))
         slot = b.alloca(packed_t)
@@ -495,23 +566,7 @@ class _Emitter:
         for q, v in enumerate([ta, tb, m, n, k, alpha, b.bitcast(a, tp), lda, b.bitcast(bb, tp),
                                ldb, beta, b.bitcast(c, tp), b.bitcast(c_in, tp)]):
             put(q, v)
-        # B transposed with a short inner axis (``d @ W_out.T``, W_out 10 classes wide): a
-        # vector or less per dot product would leave the kernel summing lanes, so B^T (k x n,
-        # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
-        # the copy (two or three rows keep the dot products)
-        scratch = b.alloca(i8p)
-        b.store(ir_text.Constant(i8p, None), scratch)
-        short = b.icmp_signed("<", k, ir_text.Constant(i64, DOT_MIN_VECTORS * self.lanes))
-        with b.if_then(b.and_(b.and_(b.icmp_unsigned("==", tb, ir_text.Constant(i8, _T)), short),
-                              b.icmp_signed(">=", m, ir_text.Constant(i64, COPY_MIN_ROWS)))):
-            block = b.call(self.declare("malloc", i8p, [i64]),
-                           [b.mul(b.mul(k, n), ir_text.Constant(i64, self.size))])
-            with b.if_then(b.icmp_unsigned("!=", block, ir_text.Constant(i8p, None))):
-                b.store(block, scratch)
-                self.transpose(b, b.bitcast(bb, tp), ldb, n, k, b.bitcast(block, tp))
-                put(1, ir_text.Constant(i8, _N))
-                put(8, b.bitcast(block, tp))
-                put(9, n)
+        scratch = prologue(b, fn, put) if prologue else None
         threads = b.load(self.module.external_global("lumen_num_threads", i32))
         large = b.or_(b.icmp_signed(">=", b.mul(b.mul(m, n), k), ir_text.Constant(i64, PARALLEL_WORK)),
                       b.icmp_signed(">=", b.mul(n, k), ir_text.Constant(i64, PARALLEL_B)))
@@ -523,8 +578,9 @@ class _Emitter:
                 b.call(run, [region, b.bitcast(slot, i8p), threads, ir_text.Constant(i32, 0)])
             with alone:
                 b.call(work, [slot, ir_text.Constant(i64, 0), m, ir_text.Constant(i64, 0), n])
-        b.call(self.declare("free", ir.VoidType(), [i8p]), [b.load(scratch)])
-        b.ret_void()
+        if scratch is not None:
+            b.call(self.declare("free", ir.VoidType(), [i8p]), [b.load(scratch)])
+        b.ret(ir_text.Constant(i32, 0))
 
     def transpose(self, b, src, ld, rows, cols, dst):
         """dst (cols x rows, contiguous) = the transpose of src (rows x cols, rows ld apart)."""
@@ -540,7 +596,14 @@ class _Emitter:
 
 def module_ir(letter: str, features: str) -> str:
     """The module of one dtype's kernels (``letter``: BLAS's prefix, "s" or "d") for a host
-    with these CPU features."""
+    with these CPU features, but for the dot products: `NAMES`[letter]."""
     module = ir_text.Module(f"lumen_small_{letter}gemm")
-    _Emitter(module, letter, vector_bytes(features)).exported(NAMES[letter])
+    _Emitter(module, letter, vector_bytes(features)).rows_entry(NAMES[letter])
+    return str(module)
+
+
+def dots_module_ir(letter: str, features: str) -> str:
+    """The module of one dtype's dot products: `DOT_NAMES`[letter]."""
+    module = ir_text.Module(f"lumen_small_{letter}dots")
+    _Emitter(module, letter, vector_bytes(features)).dots_entry(DOT_NAMES[letter])
     return str(module)

@@ -142,7 +142,8 @@ _small_linked = set()       # the `small_gemm.NAMES` registered
 def link_small_products(objects=None, letters=None) -> None:
     """Register `small_gemm`'s kernels for the dtypes that ``objects`` (a program's object
     code) call, or for ``letters``: each dtype's module is compiled (or loaded from the disk
-    cache) the first time a program needs it, 0.1-0.2 s of LLVM that most programs never pay.
+    cache) the first time a program needs it, ~0.06 s of LLVM that most programs never pay
+    (their dot products, as much again, when a product first takes them: `resolve_dots`).
     The kernels are emitted as written: LLVM's optimisation passes took two thirds of their
     compile time and changed nothing measured (they are explicit vectors and loops already).
     Any thread may call it."""
@@ -152,13 +153,53 @@ def link_small_products(objects=None, letters=None) -> None:
         with _small_lock:
             if letter in _small_linked:
                 continue
-            from .target import host_features
-            name = small_gemm.NAMES[letter]
-            module = compile_for_good(
-                f"small matrix products ({'float32' if letter == 's' else 'float64'})",
-                functools.partial(small_gemm.module_ir, letter, host_features()), passes=False)
-            llvm.add_symbol(name, module.address(name))
+            for slot_letter, slot in _dots_addresses.items():
+                llvm.add_symbol(small_gemm.DOTS_SLOT[slot_letter], ctypes.addressof(slot))
+            llvm.add_symbol(small_gemm.DOTS_RESOLVER,
+                            ctypes.cast(_dots_resolver, ctypes.c_void_p).value)
+            _link_kernels(letter, "", small_gemm.NAMES, small_gemm.module_ir)
             _small_linked.add(letter)
+
+
+#: The dot products' addresses, per prefix (`small_gemm.DOTS_SLOT`): 0 until linked.
+_dots_addresses = {letter: ctypes.c_void_p(0) for letter in small_gemm.NAMES}
+_dots_lock = threading.Lock()
+_dots_failed = set()
+
+
+@ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int8)
+def _dots_resolver(letter_code):
+    return resolve_dots(chr(letter_code))
+
+
+def resolve_dots(letter: str) -> int:
+    """Link `small_gemm`'s dot products of one dtype (compiled, or loaded from the disk cache)
+    and -> their address; 0 where that failed, with one warning (the products they would run
+    go to BLAS). The small products' module calls it, through `small_gemm.DOTS_RESOLVER`, the
+    first time a product takes them: with the interpreter lock held, on the thread that called
+    the compiled function (products never run on the team's other threads)."""
+    with _dots_lock:
+        if not _dots_addresses[letter].value and letter not in _dots_failed:
+            try:
+                module = _link_kernels(letter, ", dot products", small_gemm.DOT_NAMES,
+                                       small_gemm.dots_module_ir)
+                _dots_addresses[letter].value = module.address(small_gemm.DOT_NAMES[letter])
+            except Exception as error:    # not raised: the caller is compiled code
+                _dots_failed.add(letter)
+                warnings.warn(f"lumen: the small matrix products' dot products could not be "
+                              f"compiled ({error!r}); BLAS runs those products", RuntimeWarning)
+        return _dots_addresses[letter].value or 0
+
+
+def _link_kernels(letter, what, names, module_ir):
+    """One module of `small_gemm` kernels for this host, loaded for good -> the module."""
+    from .target import host_features
+    name = names[letter]
+    module = compile_for_good(
+        f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})",
+        functools.partial(module_ir, letter, host_features()), passes=False)
+    llvm.add_symbol(name, module.address(name))
+    return module
 
 
 def compile_for_good(name: str, module_ir, passes=True):

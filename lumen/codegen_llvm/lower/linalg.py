@@ -188,7 +188,8 @@ def _product_function(ctx, dtype):
     i8* b, i64 ldb, T beta, i8* c, i8* c_in)``: c (m x n, row-major) = alpha * op(a) @ op(b) +
     beta * c_in (c_in: c, or an array of c's layout, copied into c before BLAS runs),
     emitted once per module (every product site is one call). `small_gemm`'s kernels where
-    they beat BLAS (few rows or few terms, and tiny products); else ?gemv when a side is a single
+    they beat BLAS (few rows or few terms, and tiny products) and do not decline it (its dot
+    products could not be linked, or no memory was left for a copy); else ?gemv when a side is a single
     row or column (BLAS's gemm would pack the whole matrix for one row: 3x slower at
     1000 x 1000, the recurrent step of an RNN), else ?gemm; C^T = B^T A^T in BLAS's
     column-major terms."""
@@ -209,10 +210,10 @@ def _product_function(ctx, dtype):
                         [i8p, pint, pint, pf, i8p, pint, i8p, pint, pf, i8p, pint])
     ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c, c_in = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    own = ctx.function(small_gemm.NAMES[prefix], ir.VoidType(), [a.type for a in fn.args])
+    own = ctx.function(small_gemm.NAMES[prefix], i32, [a.type for a in fn.args])
     with b.if_then(small_products_choice(b, prefix, host_features(), ta, tb, m, n, k)):
-        b.call(own, list(fn.args))
-        b.ret_void()
+        with b.if_then(b.icmp_signed("==", b.call(own, list(fn.args)), ir.Constant(i32, 0))):
+            b.ret_void()
     with b.if_then(b.and_(b.fcmp_unordered("une", beta, ir.Constant(ft, 0.0)),
                           b.icmp_unsigned("!=", c, c_in))):
         ctx.move_bytes(c, c_in, b.mul(b.mul(m, n), ir.Constant(i64, np.dtype(dtype).itemsize)),
