@@ -2,6 +2,7 @@
 float64, every layout, edge and blocking path; which products take them rather than BLAS; the
 products of compiled functions that use them; threads."""
 import ctypes
+import itertools
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lumen
-from lumen.codegen_llvm import small_gemm, symbols, target
+from lumen.codegen_llvm import product_plan, small_gemm, symbols, target
 from lumen.codegen_llvm.lower.linalg import small_products_choice
 from lumen.codegen_llvm.llvmtypes import i1, i8, i64
 
@@ -225,6 +226,73 @@ def test_which_products_take_the_kernels(choice, letter):
     short_k = min(small_gemm.FEW, long_k - 1)       # B^T copied: few terms, any rows
     assert taken("N", "T", 65, 500, short_k)
     assert not taken("N", "T", 65, 500, max(long_k, small_gemm.FEW + 1))
+
+
+def test_the_plan_evaluates_the_compiled_choice(choice):
+    """`product_plan` runs `small_products_choice`'s IR on Python numbers: it decides as the
+    compiled function does, at every layout and across the sizes where the decision turns."""
+    evaluator = product_plan._Evaluator()
+    features = target.host_features()
+    sizes = (1, 2, 3, 4, 5, 63, 64, 65, 127, 128, 129, 1000)
+    for letter in "sd":
+        taken = choice(letter)
+        for ta, tb in (("N", "N"), ("T", "N"), ("N", "T"), ("T", "T")):
+            for m, n, k in itertools.product(sizes, (1, 2, 10, 500), sizes):
+                planned = small_products_choice(evaluator, letter, features, ord(ta), ord(tb),
+                                                m, n, k)
+                assert bool(planned) == taken(ta, tb, m, n, k), (letter, ta, tb, m, n, k)
+
+
+def test_which_products_take_the_dot_products():
+    features = target.host_features()
+    long_k = small_gemm.DOT_MIN_VECTORS * small_gemm.lanes("s", features)
+    assert product_plan.takes_dots("s", features, "N", "T", 60, 1000, 1000)   # d @ W.T
+    assert not product_plan.takes_dots("s", features, "N", "T", 60, 500, 10)  # B^T copied
+    assert product_plan.takes_dots("s", features, "N", "T", 3, 500, 10)       # too few rows
+    assert not product_plan.takes_dots("s", features, "N", "N", 60, 1000, 1000)
+    assert not product_plan.takes_dots("s", features, "T", "T", 60, 1000, 1000)
+    assert not product_plan.takes_dots("s", features, "N", "T", 1, 1000, long_k)  # ?gemv
+    assert not product_plan.takes_dots("s", features, "N", "T", 500, 500, 500)    # BLAS
+
+
+def test_the_plan_reads_a_graphs_products():
+    """The dtypes of a traced graph's products, its loops' bodies included, and which take
+    the dot products at the traced sizes; a transposed operand is a transpose's result."""
+    def plan(fn, *args):
+        return product_plan.graph_products(lumen.jit(fn).lower(*args).graph,
+                                           target.host_features())
+    f32, f64 = np.ones((10, 1000), np.float32), np.ones((300, 1000), np.float64)
+    assert plan(lambda d, w: d @ w.T, f32, f32[:3].copy()) == ({"s"}, {"s"})
+    assert plan(lambda d, w: d @ w.T, f32[:, :10].copy(), f32[:3, :10].copy()) == ({"s"}, set())
+    assert plan(lambda x, w: x @ w, f64[:10], f64.T.copy()) == ({"d"}, set())
+    assert plan(lambda x, y: x + y, f32, f32) == (set(), set())
+    xs, w = np.ones((4, 10, 1000), np.float32), np.ones((300, 1000), np.float32)
+
+    def rnn(xs, w):
+        def step(h, x):
+            return np.tanh(x @ w.T), h.sum()
+        return lumen.scan(step, np.zeros((10, 300), np.float32), xs)
+    assert plan(rnn, xs, w) == ({"s"}, {"s"})
+
+
+def test_the_plan_of_the_optimised_graph_leaves_out_unused_gradients():
+    """The gradient of a training step with respect to its input, ``d @ W1.T`` (500 terms:
+    the dot products), is traced but never used: the optimised graph the plan reads for the
+    dot products no longer holds it; the output layer's ``d @ W2.T`` (10 terms) copies B^T."""
+    def loss(params, x, y):
+        w1, w2 = params
+        return lumen.nn.crossentropy(np.tanh(x @ w1) @ w2, y)
+
+    def step(w1, w2, x, y):
+        return lumen.grad(loss)((w1, w2), x, y)
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((784, 500)).astype(np.float32),
+            rng.standard_normal((500, 10)).astype(np.float32),
+            rng.standard_normal((60, 784)).astype(np.float32), rng.integers(0, 10, 60))
+    lowered = lumen.jit(step).lower(*args)
+    features = target.host_features()
+    assert product_plan.graph_products(lowered.graph, features) == ({"s"}, {"s"})
+    assert product_plan.graph_products(lowered.optimized_graph(), features) == ({"s"}, set())
 
 
 # -- compiled functions -------------------------------------------------------------------------

@@ -33,9 +33,7 @@ threads ran 11.8 ms with OpenBLAS's threads spinning, 7.4 ms without).
 from __future__ import annotations
 
 import llvmlite.ir as ir
-import numpy as np
 
-from ..ir.ops import BODY_PARAMS
 from . import ir_text
 from .llvmtypes import f32, f64, i8, i8p, i32, i64
 
@@ -94,17 +92,14 @@ def lanes(letter: str, features: str) -> int:
     return vector_bytes(features) // (4 if letter == "s" else 8)
 
 
-def graph_letters(graph) -> set:
-    """BLAS's prefixes ("s", "d") of the float32 / float64 matrix products in ``graph`` and
-    its loops' bodies: the dtypes whose kernels the program will call (linked while it
-    compiles, `frontend.compile`)."""
-    letters, graphs = set(), [graph]
-    while graphs:
-        for node in graphs.pop().nodes:
-            if node.op == "matmul" and node.out.dtype in (np.float32, np.float64):
-                letters.add("s" if node.out.dtype == np.float32 else "d")
-            graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
-    return letters
+def copies_transposed_b(b, lanes, m, k):
+    """IR (at builder ``b``) for whether a product with B transposed copies B^T out and
+    multiplies it by rows rather than taking the dot products: with a short inner axis
+    (``d @ W_out.T``, W_out 10 classes wide) a vector or less per dot product would leave the
+    kernel summing lanes, and C has rows enough to repay the copy (two or three rows keep the
+    dot products)."""
+    return b.and_(b.icmp_signed("<", k, ir_text.Constant(i64, DOT_MIN_VECTORS * lanes)),
+                  b.icmp_signed(">=", m, ir_text.Constant(i64, COPY_MIN_ROWS)))
 
 
 class _Emitter:
@@ -467,12 +462,7 @@ class _Emitter:
         module, no memory for the copy)."""
         ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = fn.args
         transposed = b.icmp_unsigned("==", tb, ir_text.Constant(i8, _T))
-        # B transposed with a short inner axis (``d @ W_out.T``, W_out 10 classes wide): a
-        # vector or less per dot product would leave the kernel summing lanes, so B^T (k x n,
-        # a few rows) is copied out and multiplied by rows, where C has rows enough to repay
-        # the copy (two or three rows keep the dot products)
-        copy = b.and_(b.icmp_signed("<", k, ir_text.Constant(i64, DOT_MIN_VECTORS * self.lanes)),
-                      b.icmp_signed(">=", m, ir_text.Constant(i64, COPY_MIN_ROWS)))
+        copy = copies_transposed_b(b, self.lanes, m, k)
         declined = ir_text.Constant(i32, 1)
         with b.if_then(b.and_(transposed, b.xor(copy, ir_text.Constant(ir.IntType(1), 1)))):
             found = b.alloca(i8p)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from ..codegen_llvm import small_gemm
-from ..codegen_llvm.symbols import link_small_products
-from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, link_runtime,
-                                    optimise, runtime_linked)
+from ..codegen_llvm.symbols import link_small_products, resolve_dots
+from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, host_features,
+                                    link_runtime, optimise, runtime_linked)
 from ..ir.dims import size_test
 from ..ir.printer import format_graph
 from ..runtime import disk_cache
@@ -104,10 +103,15 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     objects = disk_cache.load(key) if key else None
     optimized = None
     if objects is None:
-        letters = small_gemm.graph_letters(graph)
+        from ..codegen_llvm.product_plan import graph_products
+        letters, _ = graph_products(graph, host_features())
         if not runtime_linked() or letters:     # on another core while this program compiles
-            threading.Thread(target=_link_runtime_quietly, args=(letters,), daemon=True).start()
+            threading.Thread(target=_link_runtime_quietly, args=(letters, ()),
+                             daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
+        _, dots = graph_products(optimized, host_features())    # the products that remain
+        if dots:
+            threading.Thread(target=_link_runtime_quietly, args=((), dots), daemon=True).start()
         objects = compile_objects(_lower(optimized, options))
         if key:
             disk_cache.store(key, objects, **disk_cache_info(graph.name))
@@ -116,13 +120,16 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
                          from_disk=optimized is None, native_guards=True)
 
 
-def _link_runtime_quietly(letters):
-    """`link_runtime`, and the small matrix products of these dtypes, on a thread of its own.
-    A failure there is not lost: linking the program calls both again, and raises what that
-    attempt raises."""
+def _link_runtime_quietly(letters, dots):
+    """`link_runtime`, the small matrix products of these dtypes and the dot products of
+    those (`product_plan`), on a thread of its own. A failure there is not lost: linking the
+    program calls the first two again, and raises what that attempt raises; where the dot
+    products fail, `resolve_dots` warns once and BLAS runs the products they would have."""
     try:
         link_runtime()
         link_small_products(letters=letters)
+        for letter in sorted(dots):
+            resolve_dots(letter)
     except Exception:
         pass
 
