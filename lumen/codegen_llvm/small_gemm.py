@@ -43,6 +43,7 @@ from .llvmtypes import f32, f64, i8, i8p, i32, i64
 #: op(b) + beta C_in, both m x n with rows n apart; c_in may be c); it returns 0, or 1 where
 #: it declines the product (BLAS's then).
 NAMES = {"s": "lumen_sgemm_small", "d": "lumen_dgemm_small"}
+#: That function's LLVM type per prefix.
 ENTRY_TYPE = {letter: ir.FunctionType(i32, [i8, i8, i64, i64, i64, t, i8p, i64, i8p, i64, t,
                                              i8p, i8p])
               for letter, t in (("s", f32), ("d", f64))}
@@ -461,21 +462,24 @@ class _Emitter:
         slot; 1 is returned, declining the product, where neither can be had (no dot products
         module, no memory for the copy)."""
         ta, tb, m, n, k, alpha, a, lda, bb, ldb, beta, c, c_in = fn.args
+        scratch = b.alloca(i8p)
+        b.store(ir_text.Constant(i8p, None), scratch)
         transposed = b.icmp_unsigned("==", tb, ir_text.Constant(i8, _T))
         copy = copies_transposed_b(b, self.lanes, m, k)
         declined = ir_text.Constant(i32, 1)
         with b.if_then(b.and_(transposed, b.xor(copy, ir_text.Constant(ir.IntType(1), 1)))):
-            found = b.alloca(i8p)
-            b.store(b.load(self.module.external_global(DOTS_SLOT[self.letter], i8p)), found)
-            with b.if_then(b.icmp_unsigned("==", b.load(found), ir_text.Constant(i8p, None))):
+            linked = b.load(self.module.external_global(DOTS_SLOT[self.letter], i8p))
+            before = b.block
+            with b.if_then(b.icmp_unsigned("==", linked, ir_text.Constant(i8p, None))):
                 resolve = self.declare(DOTS_RESOLVER, i8p, [i8])
-                b.store(b.call(resolve, [ir_text.Constant(i8, ord(self.letter))]), found)
-            address = b.load(found)
+                resolved = b.call(resolve, [ir_text.Constant(i8, ord(self.letter))])
+                after = b.block
+            address = b.phi(i8p)
+            address.add_incoming(linked, before)
+            address.add_incoming(resolved, after)
             with b.if_then(b.icmp_unsigned("==", address, ir_text.Constant(i8p, None))):
                 b.ret(declined)
             b.ret(b.call(b.bitcast(address, fn.type), list(fn.args)))
-        scratch = b.alloca(i8p)
-        b.store(ir_text.Constant(i8p, None), scratch)
         with b.if_then(transposed):
             block = b.call(self.declare("malloc", i8p, [i64]),
                            [b.mul(b.mul(k, n), ir_text.Constant(i64, self.size))])
