@@ -255,12 +255,17 @@ def test_which_products_take_the_dot_products():
     assert not product_plan.takes_dots("s", features, "N", "T", 500, 500, 500)    # BLAS
 
 
+def graph_plan(graph):
+    """(the dtypes of a graph's products, those whose dot products one takes)."""
+    return (product_plan.product_letters(graph),
+            product_plan.dots_letters(graph, target.host_features()))
+
+
 def test_the_plan_reads_a_graphs_products():
     """The dtypes of a traced graph's products, its loops' bodies included, and which take
     the dot products at the traced sizes; a transposed operand is a transpose's result."""
     def plan(fn, *args):
-        return product_plan.graph_products(lumen.jit(fn).lower(*args).graph,
-                                           target.host_features())
+        return graph_plan(lumen.jit(fn).lower(*args).graph)
     f32, f64 = np.ones((10, 1000), np.float32), np.ones((300, 1000), np.float64)
     assert plan(lambda d, w: d @ w.T, f32, f32[:3].copy()) == ({"s"}, {"s"})
     assert plan(lambda d, w: d @ w.T, f32[:, :10].copy(), f32[:3, :10].copy()) == ({"s"}, set())
@@ -290,9 +295,8 @@ def test_the_plan_of_the_optimised_graph_leaves_out_unused_gradients():
             rng.standard_normal((500, 10)).astype(np.float32),
             rng.standard_normal((60, 784)).astype(np.float32), rng.integers(0, 10, 60))
     lowered = lumen.jit(step).lower(*args)
-    features = target.host_features()
-    assert product_plan.graph_products(lowered.graph, features) == ({"s"}, {"s"})
-    assert product_plan.graph_products(lowered.optimized_graph(), features) == ({"s"}, set())
+    assert graph_plan(lowered.graph) == ({"s"}, {"s"})
+    assert graph_plan(lowered.optimized_graph()) == ({"s"}, set())
 
 
 # -- compiled functions -------------------------------------------------------------------------

@@ -58,26 +58,36 @@ def takes_dots(letter: str, features: str, ta: str, tb: str, m: int, n: int, k: 
             and not small_gemm.copies_transposed_b(b, small_gemm.lanes(letter, features), m, k))
 
 
-def graph_products(graph, features: str) -> tuple[set, set]:
-    """(BLAS's prefixes, "s" and "d", of the float32 / float64 matrix products in ``graph`` and
-    its loops' bodies; those whose dot products one of them takes at its traced sizes)."""
-    letters, dots, graphs = set(), set(), [graph]
+def product_letters(graph) -> set:
+    """BLAS's prefixes, "s" and "d", of the float32 / float64 matrix products in ``graph`` and
+    its loops' bodies: the dtypes whose kernels the program may call."""
+    return {letter for _, letter in _products(graph)}
+
+
+def dots_letters(graph, features: str) -> set:
+    """The prefixes whose dot products a product of ``graph`` takes at its traced sizes."""
+    dots = set()
+    for node, letter in _products(graph):
+        a, b = node.inputs[:2]
+        if min(a.ndim, b.ndim) < 2:
+            continue
+        # (..., M, K) @ (K, N) is one product of all the rows (`lower.linalg`)
+        rows = a.shape[:-1] if b.ndim == 2 else a.shape[-2:-1]
+        m, k, n = int(np.prod([d.hint for d in rows])), a.shape[-1].hint, b.shape[-1].hint
+        if takes_dots(letter, features, _flag(a), _flag(b), m, n, k):
+            dots.add(letter)
+    return dots
+
+
+def _products(graph):
+    """(node, BLAS prefix) of each float32 / float64 matrix product in ``graph`` and its
+    loops' bodies."""
+    graphs = [graph]
     while graphs:
         for node in graphs.pop().nodes:
             graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
-            if node.op not in ("matmul", "gemm") or node.out.dtype not in (np.float32, np.float64):
-                continue
-            letter = "s" if node.out.dtype == np.float32 else "d"
-            letters.add(letter)
-            a, b = node.inputs[:2]
-            if min(a.ndim, b.ndim) < 2:
-                continue
-            # (..., M, K) @ (K, N) is one product of all the rows (`lower.linalg`)
-            rows = a.shape[:-1] if b.ndim == 2 else a.shape[-2:-1]
-            m, k, n = int(np.prod([d.hint for d in rows])), a.shape[-1].hint, b.shape[-1].hint
-            if takes_dots(letter, features, _flag(a), _flag(b), m, n, k):
-                dots.add(letter)
-    return letters, dots
+            if node.op in ("matmul", "gemm") and node.out.dtype in (np.float32, np.float64):
+                yield node, "s" if node.out.dtype == np.float32 else "d"
 
 
 def _flag(x) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..ir.dims import Dim
 from ..ir.graph import Graph
 from ..ir.ops import BODY_PARAMS, CONTROL, MOVEMENT
+from ..ir.ops.kernel import used_inputs
 from .context import Arr, Context
 from .lower import LOWER
-from .lower.kernel import used_inputs
 from .lower.loops import copy
 from .profiling import Profiler, body_timer, node_timer
 

@@ -130,6 +130,9 @@ def register_symbols() -> None:
     for name, address in blas().addresses.items():
         llvm.add_symbol(f"lumen_{name}", address)
     register_openmp()
+    for letter, slot in _dots_addresses.items():       # `small_gemm`'s lazily linked kernels
+        llvm.add_symbol(small_gemm.DOTS_SLOT[letter], ctypes.addressof(slot))
+    llvm.add_symbol(small_gemm.DOTS_RESOLVER, ctypes.cast(_dots_resolver, ctypes.c_void_p).value)
     pool = compile_for_good("result pool", output_pool.module_ir)           # needs the above
     llvm.add_symbol(output_pool.NAME, pool.address(output_pool.NAME))
 
@@ -146,18 +149,15 @@ def link_small_products(objects=None, letters=None) -> None:
     (their dot products, as much again, when a product first takes them: `resolve_dots`).
     The kernels are emitted as written: LLVM's optimisation passes took two thirds of their
     compile time and changed nothing measured (they are explicit vectors and loops already).
-    Any thread may call it."""
+    Any thread may call it, once `register_symbols` has registered the names they call."""
     wanted = set(letters or ()) | {letter for letter, name in small_gemm.NAMES.items()
                                    if objects and any(name.encode() in o for o in objects)}
     for letter in sorted(wanted - _small_linked):
         with _small_lock:
             if letter in _small_linked:
                 continue
-            for slot_letter, slot in _dots_addresses.items():
-                llvm.add_symbol(small_gemm.DOTS_SLOT[slot_letter], ctypes.addressof(slot))
-            llvm.add_symbol(small_gemm.DOTS_RESOLVER,
-                            ctypes.cast(_dots_resolver, ctypes.c_void_p).value)
-            _link_kernels(letter, "", small_gemm.NAMES, small_gemm.module_ir)
+            name = small_gemm.NAMES[letter]
+            llvm.add_symbol(name, _kernels(letter, "", small_gemm.module_ir).address(name))
             _small_linked.add(letter)
 
 
@@ -181,8 +181,7 @@ def resolve_dots(letter: str) -> int:
     with _dots_lock:
         if not _dots_addresses[letter].value and letter not in _dots_failed:
             try:
-                module = _link_kernels(letter, ", dot products", small_gemm.DOT_NAMES,
-                                       small_gemm.dots_module_ir)
+                module = _kernels(letter, ", dot products", small_gemm.dots_module_ir)
                 _dots_addresses[letter].value = module.address(small_gemm.DOT_NAMES[letter])
             except Exception as error:    # not raised: the caller is compiled code
                 _dots_failed.add(letter)
@@ -191,15 +190,12 @@ def resolve_dots(letter: str) -> int:
         return _dots_addresses[letter].value or 0
 
 
-def _link_kernels(letter, what, names, module_ir):
-    """One module of `small_gemm` kernels for this host, loaded for good -> the module."""
+def _kernels(letter, what, module_ir):
+    """One module of `small_gemm` kernels for this host, loaded for good."""
     from .target import host_features
-    name = names[letter]
-    module = compile_for_good(
+    return compile_for_good(
         f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})",
         functools.partial(module_ir, letter, host_features()), passes=False)
-    llvm.add_symbol(name, module.address(name))
-    return module
 
 
 def compile_for_good(name: str, module_ir, passes=True):

@@ -11,7 +11,8 @@ index is unravelled; otherwise each point's indices are unravelled from ``i``.
 from __future__ import annotations
 
 from ..codegen_llvm.llvmtypes import i64
-from ..codegen_llvm.lower.kernel import eval_body, used_inputs
+from ..codegen_llvm.lower.kernel import eval_body
+from ..ir.ops.kernel import used_inputs
 from .context import byte_ptr, err_ptr
 
 

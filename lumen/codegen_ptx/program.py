@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..codegen_llvm.lower.kernel import used_inputs
 from ..ir.ops import BODY_PARAMS
+from ..ir.ops.kernel import used_inputs
 from .context import KernelContext
 from .elementwise import lower_map
 from .reduce import lower_reduce
@@ -64,7 +64,7 @@ def nvvm_module(graph):
         epilogue = node.params.get("epilogue") if reduces else None
         launches[node] = KernelLaunch(
             name, reduces, tuple(sorted(used_inputs(node.params["body"]))),
-            tuple(sorted(used_inputs(epilogue, n_lead=1))) if epilogue is not None else (),
+            tuple(sorted(used_inputs(epilogue, n_lead=1))),
             ctx.flagged)
     errors = {code: (exc, message) for code, exc, message in ctx.errors}
     return str(ctx.module), launches, errors

@@ -22,9 +22,9 @@ import numpy as np
 
 from ..codegen_llvm.llvmtypes import i1, i32, i64
 from ..codegen_llvm.lower.kernel import (accumulator_dtype, arg_better, combine, eval_body,
-                                         identity, used_inputs)
+                                         identity)
 from ..codegen_llvm.lower.scalar import cast, is_nan, truth
-from ..ir.ops.kernel import body_dtype
+from ..ir.ops.kernel import body_dtype, used_inputs
 from ..ir.ops.reduce import reduce_dtype
 from .context import byte_ptr, err_ptr
 
@@ -41,9 +41,8 @@ def _layout(node):
     kept = [a for a in range(d) if a not in axes]
     # the space axis of each output axis (None: a reduced axis kept with length 1)
     out_axes = [None if a in axes else a for a in range(d)] if red.keepdims else kept
-    epilogue = p.get("epilogue")
-    epilogue_used = sorted(used_inputs(epilogue, n_lead=1)) if epilogue is not None else []
-    return axes, out_axes, sorted(used_inputs(p["body"])), epilogue_used
+    return (axes, out_axes, sorted(used_inputs(p["body"])),
+            sorted(used_inputs(p.get("epilogue"), n_lead=1)))
 
 
 def reduce_params(node):

@@ -103,13 +103,13 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
     objects = disk_cache.load(key) if key else None
     optimized = None
     if objects is None:
-        from ..codegen_llvm.product_plan import graph_products
-        letters, _ = graph_products(graph, host_features())
+        from ..codegen_llvm.product_plan import dots_letters, product_letters
+        letters = product_letters(graph)
         if not runtime_linked() or letters:     # on another core while this program compiles
             threading.Thread(target=_link_runtime_quietly, args=(letters, ()),
                              daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
-        _, dots = graph_products(optimized, host_features())    # the products that remain
+        dots = dots_letters(optimized, host_features())          # the products that remain
         if dots:
             threading.Thread(target=_link_runtime_quietly, args=((), dots), daemon=True).start()
         objects = compile_objects(_lower(optimized, options))

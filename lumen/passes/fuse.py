@@ -15,7 +15,7 @@ divides by, a row of shifts) is recomputed per element rather than given a kerne
 """
 from __future__ import annotations
 
-from ..ir.ops.kernel import KernelBody, ScalarOp
+from ..ir.ops.kernel import KernelBody, ScalarOp, used_inputs
 from .rebuild import Rebuilder
 from .rewrite import remove_dead
 
@@ -133,7 +133,7 @@ class _Fuser:
         space = node.params["space"]
         inputs = [self.rb[v] for v in node.inputs]
         epilogue = node.params.get("epilogue")
-        late = _epilogue_inputs(epilogue)
+        late = used_inputs(epilogue, n_lead=1)
         prog = _Program()
         # A value the epilogue reads must stay in memory; inlining it into the body as well
         # would compute it twice.
@@ -178,13 +178,6 @@ class _Fuser:
         return None
 
 
-def _epilogue_inputs(epilogue) -> frozenset:
-    """Indices of the kernel inputs an epilogue reads (its value 1 + i is input i)."""
-    if epilogue is None:
-        return frozenset()
-    return frozenset(a - 1 for s in epilogue.ops for a in s.args if a >= 1)
-
-
 def _rebind_epilogue(node, inputs, prog, params):
     """The epilogue of ``node`` renumbered for the inputs of its re-fused body: inlining a
     producer into the body replaces that input by the producer's, so the epilogue's input
@@ -193,7 +186,7 @@ def _rebind_epilogue(node, inputs, prog, params):
     from ..ir.ops.kernel import body_dtype
     from ..ir.ops.reduce import reduce_dtype
     epilogue = node.params["epilogue"]
-    late = _epilogue_inputs(epilogue)
+    late = used_inputs(epilogue, n_lead=1)
     epi = _Program(prog.inputs)
     epi.lead_dtype = reduce_dtype(node.params["reduce"].op,
                                   body_dtype(node.params["body"], [v.dtype for v in node.inputs]))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir.graph import Graph, Node
-from ..ir.ops.kernel import KernelBody
+from ..ir.ops.kernel import KernelBody, used_inputs
 from .merge_nodes import dependence, merge_one_by_one
 
 
@@ -58,11 +58,9 @@ def _first_pair(graph: Graph):
 
 def _reads(r: Node, e: Node) -> bool:
     """Whether reduction ``r``'s body reads ``e``'s value (and its epilogue does not)."""
-    body, epilogue = r.params["body"], r.params.get("epilogue")
-    inputs = [k for k, v in enumerate(r.inputs) if v is e.out]
-    read = {a for s in body.ops for a in s.args} if body.ops else {0}
-    late = {a - 1 for s in epilogue.ops for a in s.args} if epilogue is not None else set()
-    return any(k in read for k in inputs) and not any(k in late for k in inputs)
+    inputs = {k for k, v in enumerate(r.inputs) if v is e.out}
+    late = used_inputs(r.params.get("epilogue"), n_lead=1)
+    return bool(inputs & used_inputs(r.params["body"])) and not inputs & late
 
 
 def _canonical(node: Node) -> tuple:

@@ -9,7 +9,7 @@ import numpy as np
 from ..llvmtypes import i1, value_type
 from ..parallel import MAX_CHUNKS, block_bounds, chunk_count, element_cost, parallel_range, work_of
 from .loops import Operand, align, for_each, nest
-from ...ir.ops.kernel import body_dtype as body_dtype_of
+from ...ir.ops.kernel import body_dtype as body_dtype_of, used_inputs
 from ...ir.ops.reduce import reduce_dtype
 from .scalar import cast, is_nan, lower_scalar, truth
 
@@ -32,13 +32,6 @@ def eval_values(ctx, body, values, dtypes):
         values.append(lower_scalar(ctx, s.op, args, [dtypes[a] for a in s.args], s.dtype, dict(s.params)))
         dtypes.append(s.dtype)
     return values, dtypes
-
-
-def used_inputs(body, n_lead=0):
-    """Indices of the kernel inputs a body reads (a body without ops reads value 0)."""
-    if not body.ops:
-        return {0} if n_lead == 0 else set()
-    return {a - n_lead for s in body.ops for a in s.args if n_lead <= a < body.n_inputs}
 
 
 def load_inputs(ctx, args, offsets, used):
@@ -75,8 +68,7 @@ def lower_kernel_map_reduce(ctx, node, args):
     first), unless the epilogue reads that input after the reduction."""
     p = node.params
     space = list(p["space"])
-    epilogue = p.get("epilogue")
-    late = used_inputs(epilogue, n_lead=1) if epilogue is not None else set()
+    late = used_inputs(p.get("epilogue"), n_lead=1)
     out = ctx.new_array(node.outputs[0])
     kept = ctx.new_array(node.outputs[1], [(v, a) for i, (v, a) in
                                            enumerate(zip(node.inputs, args)) if i not in late])
@@ -97,7 +89,7 @@ class _Epilogue:
         red = node.params["reduce"]
         n_space = len(node.params["space"])
         self.axis_map = list(range(n_space)) if red.keepdims else list(kept)
-        self.used = used_inputs(self.body, n_lead=1) if self.body is not None else set()
+        self.used = used_inputs(self.body, n_lead=1)
         out_dims = list(node.outputs[0].type.shape)
         self.operands = {i: align(ctx, args[i], out_dims) for i in self.used}
         self.out_dtype = node.outputs[0].dtype

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..llvmtypes import value_type
 from ..parallel import element_cost, parallel_range, work_of
-from .kernel import eval_body, load_inputs, used_inputs
+from ...ir.ops.kernel import used_inputs
+from .kernel import eval_body, load_inputs
 from .loops import align
 from .scalar import cast
 

@@ -24,7 +24,7 @@ BINARY = ("add", "subtract", "multiply", "divide", "floor_divide", "remainder", 
           "logical_and", "logical_or", "logical_xor",
           "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift")
 SCIPY = ("expit", "logit", "erf", "erfc", "gammaln", "psi", "xlogy")
-
+_NUMPY = frozenset(UNARY + BINARY)
 
 
 class _Ufuncs(Mapping):
@@ -50,7 +50,6 @@ class _Ufuncs(Mapping):
         return name in _NUMPY or name in SCIPY
 
 
-_NUMPY = frozenset(UNARY + BINARY)
 UFUNCS = _Ufuncs()
 
 #: Outputs that do not depend smoothly on the inputs (zero derivative).

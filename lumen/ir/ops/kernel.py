@@ -76,6 +76,17 @@ def _infer(types, params):
     return [TensorType(dtype, _out_shape(space, red))], []
 
 
+def used_inputs(body, n_lead=0) -> set:
+    """Indices of the kernel inputs a body reads (a body without ops reads value 0); an
+    epilogue (``n_lead`` 1: its value 0 is the reduced one) reads input i as value 1 + i, and
+    none where there is no epilogue (``body`` None)."""
+    if body is None:
+        return set()
+    if not body.ops:
+        return {0} if n_lead == 0 else set()
+    return {a - n_lead for s in body.ops for a in s.args if n_lead <= a < body.n_inputs}
+
+
 def evaluate_body(body: KernelBody, arrays, shapes):
     """Run a kernel body with NumPy arrays (broadcast like the iteration space)."""
     return body_values(body, arrays, shapes)[-1] if body.ops else arrays[0]
@@ -106,8 +117,8 @@ def _reference(arrays, params, shapes):
     shape = np.shape(reduced)
     # the epilogue reads only inputs of the reduced shape; others (of the iteration space's) it
     # never uses cannot be broadcast to that shape
-    used = {a for s in epilogue.ops for a in s.args}
-    extra = [np.broadcast_to(a, shape) if np.ndim(a) and k + 1 in used else a
+    used = used_inputs(epilogue, n_lead=1)
+    extra = [np.broadcast_to(a, shape) if np.ndim(a) and k in used else a
              for k, a in enumerate(arrays)]
     return [np.asarray(evaluate_body(epilogue, [reduced] + extra, shapes))]
 
