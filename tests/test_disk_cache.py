@@ -27,6 +27,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME = "lumen runtime: "        # the name of runtime support entries (symbols.compile_for_good)
 
 
+def runtime_at_link() -> list:
+    """The runtime support every process links (its names, sorted): the result pool, and
+    where this BLAS takes a threads callback, the module that runs its work on the team."""
+    target.link_runtime()
+    return sorted([RUNTIME + "result pool"]
+                  + [RUNTIME + "BLAS on the team"] * symbols.blas_on_team())
+
+
 def program_entries(path) -> list:
     """The keys of the entries that hold programs (not lumen's runtime support)."""
     return sorted(key for key in disk_cache.entries(str(path))
@@ -105,8 +113,9 @@ def test_a_second_process_loads_the_code_from_disk_for_any_batch_size(tmp_path):
     cache = tmp_path / "cache"
     counts = [run_python([str(script), str(n)], cache, tmp_path).stdout.split() for n in (5, 5, 64)]
     assert counts == [["1", "0"], ["0", "1"], ["0", "1"]]
-    # the program, the result pool and the float32 small products
-    assert len(program_entries(cache)) == 1 and len(disk_cache.entries(str(cache))) == 3
+    # the program, the runtime linked first and the float32 small products
+    assert len(program_entries(cache)) == 1
+    assert len(disk_cache.entries(str(cache))) == 2 + len(runtime_at_link())
     assert oct(os.stat(cache).st_mode & 0o777) == "0o700"
 
 
@@ -134,8 +143,8 @@ NOTHING_COMPILED = textwrap.dedent("""
 
 
 def test_a_warm_process_runs_llvm_for_nothing(tmp_path):
-    """Programs and lumen's runtime support (the result pool, the small matrix products)
-    both come from disk."""
+    """Programs and lumen's runtime support (the result pool, the small matrix products, BLAS
+    on the team) both come from disk."""
     script = tmp_path / "script.py"
     script.write_text(NOTHING_COMPILED)
     cache = tmp_path / "cache"
@@ -143,8 +152,8 @@ def test_a_warm_process_runs_llvm_for_nothing(tmp_path):
     assert first.stdout.split() == ["0"], first.stderr
     names = sorted(json.loads((cache / (key + ".json")).read_text())["name"]
                    for key in disk_cache.entries(str(cache)))
-    assert names == ["<lambda>", "f", RUNTIME + "result pool",
-                     RUNTIME + "small matrix products (float32)"]
+    assert names == sorted(["<lambda>", "f", RUNTIME + "small matrix products (float32)",
+                            *runtime_at_link()])
     second = run_python([str(script), "refuse"], cache, tmp_path)
     assert second.stdout.split() == ["1"], second.stderr
 

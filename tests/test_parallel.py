@@ -356,10 +356,11 @@ SPIN_SETTING = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("env, used, left", [({}, "0", None), ({"GOMP_SPINCOUNT": "5"}, "5", "5"),
+@pytest.mark.parametrize("env, used, left", [({}, symbols.GOMP_SPINCOUNT, None),
+                                             ({"GOMP_SPINCOUNT": "5"}, "5", "5"),
                                              ({"OMP_WAIT_POLICY": "active"}, "30000000000", None)])
-def test_idle_threads_sleep_at_once_unless_the_user_chose(tmp_path, env, used, left):
-    """libgomp's default spin would starve OpenBLAS's threads between loops (symbols.py). The
+def test_idle_threads_spin_briefly_unless_the_user_chose(tmp_path, env, used, left):
+    """lumen's spin count, not libgomp's default, which keeps a core ~10 ms (symbols.py). The
     spin count libgomp read is the one it displays (OMP_DISPLAY_ENV); the environment is left
     as it was, so that another OpenMP runtime loaded later keeps its own defaults."""
     environment = {k: v for k, v in os.environ.items()

@@ -22,7 +22,7 @@ from importlib.machinery import ExtensionFileLoader, PathFinder
 import llvmlite.binding as llvm
 import numpy as np
 
-from . import output_pool, small_gemm
+from . import blas_team, output_pool, small_gemm
 from .parallel import THRESHOLD
 
 #: Indices into NumPy's C-API table (``__multiarray_api.h``; fixed by NumPy's ABI).
@@ -130,11 +130,55 @@ def register_symbols() -> None:
     for name, address in blas().addresses.items():
         llvm.add_symbol(f"lumen_{name}", address)
     register_openmp()
+    if _openmp_loaded:
+        _run_blas_on_team()
     for letter, slot in _dots_addresses.items():       # `small_gemm`'s lazily linked kernels
         llvm.add_symbol(small_gemm.DOTS_SLOT[letter], ctypes.addressof(slot))
     llvm.add_symbol(small_gemm.DOTS_RESOLVER, ctypes.cast(_dots_resolver, ctypes.c_void_p).value)
     pool = compile_for_good("result pool", output_pool.module_ir)           # needs the above
     llvm.add_symbol(output_pool.NAME, pool.address(output_pool.NAME))
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+
+def _threads_callback(routine: int):
+    """``openblas_threads_callback_`` (a ctypes pointer) of the OpenBLAS that holds
+    ``routine`` (a BLAS function's address), or None: another BLAS, or an OpenBLAS older than
+    0.3.28."""
+    info = _DlInfo()
+    try:
+        if ctypes.CDLL(None).dladdr(ctypes.c_void_p(routine), ctypes.byref(info)) and info.fname:
+            return ctypes.c_void_p.in_dll(ctypes.CDLL(info.fname.decode()),
+                                          "openblas_threads_callback_")
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+_blas_on_team = False
+
+
+def blas_on_team() -> bool:
+    """Whether this process's BLAS runs its parallel work on lumen's team (`blas_team`)."""
+    return _blas_on_team
+
+
+def _run_blas_on_team() -> None:
+    """Hand the parallel work of the BLAS lumen calls to lumen's team (`blas_team`), unless
+    that BLAS has no callback or someone set one already; a forked child, where libgomp's
+    threads are gone, gives it back to OpenBLAS's own threads (OpenBLAS restarts them)."""
+    global _blas_on_team
+    callback = _threads_callback(blas().addresses["sgemm"])
+    if callback is None or callback.value:
+        return
+    llvm.add_symbol("lumen_omp_in_parallel", llvm.address_of_symbol("omp_in_parallel"))
+    team = compile_for_good("BLAS on the team", blas_team.module_ir)       # needs OpenMP's
+    callback.value = team.address(blas_team.NAME)
+    _blas_on_team = True
+    os.register_at_fork(after_in_child=lambda: setattr(callback, "value", None))
 
 
 _runtime_modules = []       # runtime support loaded here, kept while the process lives
@@ -276,12 +320,16 @@ def register_openmp() -> None:
 
 
 #: How long libgomp's idle threads spin before sleeping, unless the user says otherwise
-#: (GOMP_SPINCOUNT / OMP_WAIT_POLICY): not at all. A spinning team keeps a core busy after
-#: every parallel loop and starves OpenBLAS's threads between two loops: with libgomp's
-#: default (300 000 spins) an MLP step on 2 threads ran 6x slower (5.3 ms against 0.74 ms),
-#: and against 1 000 spins sleeping at once measured 6.8-7.0 vs 7.3-8.6 ms (W3 784-1000^3-10
-#: at batch 60) and 1.64-1.68 vs 1.76-2.36 ms (W5 BiLSTM-CRF), three runs each, 2 cores.
-GOMP_SPINCOUNT = "0"
+#: (GOMP_SPINCOUNT / OMP_WAIT_POLICY): ~0.4 ms here, long enough for the team to be awake for a
+#: compiled call's next loop or product (a sleeping team took ~40 us to wake on this virtual
+#: machine, as long as the loop it ran), short enough to give the core back soon after (libgomp's
+#: default, 300 000 spins, keeps it ~10 ms). Spinning pays only because OpenBLAS's work runs on
+#: the same team (`blas_team`): with OpenBLAS's own threads in the process, a spinning team
+#: and they took each other's cores, an MLP step on 2 threads ran 6x slower. Measured on 2
+#: cores, against not spinning: the MLP step 784-1000-1000-1000-10 at batch 1 0.49 against
+#: 0.77-1.1 ms, at batch 60 5.5 against 6.1 ms; the RNN step (W4) at H = 500 10.5 against
+#: 13.7 ms.
+GOMP_SPINCOUNT = "10000"
 
 
 def fork_threshold(wake_ns: float) -> int:
