@@ -23,10 +23,10 @@ def setup_module():
                     allow_module_level=True)
 
 
-def run(script: str) -> dict:
+def run(script: str, **env) -> dict:
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
                           env=dict(os.environ, PYTHONPATH=ROOT, LUMEN_CACHE="0",
-                                   LUMEN_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2"),
+                                   LUMEN_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", **env),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -149,10 +149,26 @@ NESTED = """
 
 
 def test_jobs_that_wait_for_each_other_finish_inside_another_parallel_region():
-    """A product called from a thread of a parallel region (a nested team would have one
-    thread, and OpenBLAS's two jobs of a matrix product wait for each other's panels): its
-    jobs run on threads of their own, and it finishes with the right numbers."""
+    """A product called from a thread of a parallel region (a nested team has one thread, and
+    OpenBLAS's two jobs of a matrix product wait for each other's panels): the job the team
+    has no thread for runs on a thread of its own, and it finishes with the right numbers."""
     assert run(NESTED) == {"right": True}
+
+
+LIMITED = """
+    import json
+    import numpy as np
+    import lumen
+    from lumen.codegen_llvm import target
+    target.link_runtime()
+    a = np.random.default_rng(3).standard_normal((700, 700)).astype(np.float32)
+    print(json.dumps({"right": bool(np.allclose(a @ a, a.astype(float) @ a, atol=1e-3))}))
+"""
+
+
+def test_jobs_finish_where_openmp_gives_fewer_threads_than_asked():
+    """OMP_THREAD_LIMIT=1: a team of one thread for OpenBLAS's two jobs."""
+    assert run(LIMITED, OMP_THREAD_LIMIT="1") == {"right": True}
 
 
 FORKED = """

@@ -13,8 +13,9 @@ ran 0.77-1.1 ms with OpenBLAS's threads, 0.41-0.50 ms on the team, spinning; Num
 with OpenBLAS's threads and a sleeping team, 703 us with a spinning one, 77 us on one team.
 
 OpenBLAS's jobs of one call wait for each other (its threads share packed panels), so they must
-all run at once: one team thread per job, or, inside another parallel region (where a nested
-team would have one thread), one new thread per job after the first.
+all run at once: job i on thread i of a team asked for one thread per job, and where the team
+is smaller (inside another parallel region, where a nested team has one thread, or under
+OMP_THREAD_LIMIT or OMP_DYNAMIC), the jobs beyond it on threads of their own.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ def module_ir() -> str:
 declare void @lumen_GOMP_parallel(void (i8*)*, i8*, i32, i32)
 declare i32 @lumen_omp_get_thread_num()
 declare i32 @lumen_omp_get_num_threads()
-declare i32 @lumen_omp_in_parallel()
 declare i32 @pthread_create(i64*, i8*, i8* (i8*)*, i8*)
 declare i32 @pthread_join(i64, i8**)
 
@@ -52,20 +52,24 @@ entry:
   %extra = load i32, i32* %extra.p
   %jobs.p = getelementptr %call, %call* %args, i32 0, i32 4
   %jobs = load i32, i32* %jobs.p
-  %first = call i32 @lumen_omp_get_thread_num()
-  %step = call i32 @lumen_omp_get_num_threads()
-  br label %head
-head:
-  %i = phi i32 [ %first, %entry ], [ %next, %body ]
-  %more = icmp slt i32 %i, %jobs
-  br i1 %more, label %body, label %done
-body:
-  %wide = sext i32 %i to i64
+  %t = call i32 @lumen_omp_get_thread_num()
+  %threads = call i32 @lumen_omp_get_num_threads()
+  %first = icmp eq i32 %t, 0
+  %short = icmp slt i32 %threads, %jobs
+  %helped = and i1 %first, %short
+  br i1 %helped, label %own, label %mine
+own:
+  call void @own_threads(%dojob* %dojob, i32 %threads, i32 %jobs, i64 %size, i8* %data, i32 %extra)
+  ret void
+mine:
+  %any = icmp slt i32 %t, %jobs
+  br i1 %any, label %run, label %done
+run:
+  %wide = sext i32 %t to i64
   %offset = mul i64 %wide, %size
   %one = getelementptr i8, i8* %data, i64 %offset
-  call void %dojob(i32 %i, i8* %one, i32 %extra)
-  %next = add i32 %i, %step
-  br label %head
+  call void %dojob(i32 %t, i8* %one, i32 %extra)
+  br label %done
 done:
   ret void
 }}
@@ -85,17 +89,19 @@ entry:
   ret i8* null
 }}
 
-; jobs 1.. on new threads, job 0 here, then wait for them (a thread that cannot be started
-; runs its job here, after the others started: only where the system has no thread left)
-define internal void @own_threads(%dojob* %dojob, i32 %jobs, i64 %size, i8* %data, i32 %extra) {{
+; jobs from..jobs-1 on new threads, job 0 here, then wait for them (a thread that cannot be
+; started runs its job here afterwards: only where the system has no thread left to give, and
+; then jobs that wait for each other may not finish)
+define internal void @own_threads(%dojob* %dojob, i32 %from, i32 %jobs, i64 %size, i8* %data, i32 %extra) {{
 entry:
   %n = sext i32 %jobs to i64
+  %start = sext i32 %from to i64
   %ids = alloca i64, i64 %n
   %started = alloca i1, i64 %n
   %each = alloca %job, i64 %n
   br label %start.head
 start.head:
-  %i = phi i64 [ 1, %entry ], [ %i.next, %start.body ]
+  %i = phi i64 [ %start, %entry ], [ %i.next, %start.body ]
   %more = icmp slt i64 %i, %n
   br i1 %more, label %start.body, label %first
 start.body:
@@ -123,7 +129,7 @@ first:
   call void %dojob(i32 0, i8* %data, i32 %extra)
   br label %join.head
 join.head:
-  %k = phi i64 [ 1, %first ], [ %k.next, %join.next ]
+  %k = phi i64 [ %start, %first ], [ %k.next, %join.next ]
   %left = icmp slt i64 %k, %n
   br i1 %left, label %join.body, label %done
 join.body:
@@ -149,13 +155,6 @@ done:
 
 define void @{NAME}(i32 %sync, %dojob* %dojob, i32 %jobs, i64 %size, i8* %data, i32 %extra) {{
 entry:
-  %nested = call i32 @lumen_omp_in_parallel()
-  %inside = icmp ne i32 %nested, 0
-  br i1 %inside, label %own, label %team
-own:
-  call void @own_threads(%dojob* %dojob, i32 %jobs, i64 %size, i8* %data, i32 %extra)
-  ret void
-team:
   %args = alloca %call
   %a0 = getelementptr %call, %call* %args, i32 0, i32 0
   store %dojob* %dojob, %dojob** %a0

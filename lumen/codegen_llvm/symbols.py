@@ -174,7 +174,6 @@ def _run_blas_on_team() -> None:
     callback = _threads_callback(blas().addresses["sgemm"])
     if callback is None or callback.value:
         return
-    llvm.add_symbol("lumen_omp_in_parallel", llvm.address_of_symbol("omp_in_parallel"))
     team = compile_for_good("BLAS on the team", blas_team.module_ir)       # needs OpenMP's
     callback.value = team.address(blas_team.NAME)
     _blas_on_team = True
