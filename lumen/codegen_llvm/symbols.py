@@ -360,10 +360,16 @@ def _measure_fork() -> None:
         fork_bytes.value = memory_fork_bytes(wake_ns)
 
 
+#: Long past lumen's spin (~0.4 ms here; 10,000 pauses take 0.03-0.5 ms on x86 cores): measured
+#: after 0.2 ms, 1 process in 2 timed a spinning team (7 us) and forked every loop.
+IDLE_S = 2e-3
+
+
 def _wake_ns(gomp_parallel: int) -> float:
     """Nanoseconds a fork of the team costs when its threads have gone idle: the median of
-    five empty regions (each thread calls ``free(NULL)``), after one that starts the threads.
-    With the idle threads asleep (lumen's default, `GOMP_SPINCOUNT`), that is a wake-up."""
+    five empty regions (each thread calls ``free(NULL)``), after one that starts the threads,
+    each `IDLE_S` after the one before: past lumen's spin (`GOMP_SPINCOUNT`), so a wake-up
+    (or, where the user made the threads spin for good, a fork of a spinning team)."""
     run = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint,
                            ctypes.c_uint)(gomp_parallel)
     nothing = ctypes.cast(ctypes.CDLL(None).free, ctypes.c_void_p).value
@@ -371,7 +377,7 @@ def _wake_ns(gomp_parallel: int) -> float:
     run(nothing, None, team, 0)
     times = []
     for _ in range(5):
-        time.sleep(200e-6)                      # the threads go back to sleep
+        time.sleep(IDLE_S)
         start = time.perf_counter_ns()
         run(nothing, None, team, 0)
         times.append(time.perf_counter_ns() - start)
