@@ -20,6 +20,33 @@ OMP_THREAD_LIMIT or OMP_DYNAMIC), the jobs beyond it on threads of their own.
 from __future__ import annotations
 
 NAME = "lumen_blas_team"
+#: The fields of what every job reads (``%call``) and of one job on a thread of its own
+#: (``%job``): (name, type).
+CALL = (("dojob", "%dojob*"), ("data", "i8*"), ("size", "i64"), ("extra", "i32"), ("jobs", "i32"))
+JOB = (("dojob", "%dojob*"), ("data", "i8*"), ("index", "i32"), ("extra", "i32"))
+
+
+def _fields(op, struct, pointer, fields, values=None) -> str:
+    """IR lines that load each field of ``*pointer`` into ``%name`` or store ``values`` (by
+    default ``%name``) into them."""
+    lines = []
+    for i, (name, ty) in enumerate(fields):
+        slot = f"%{pointer[1:]}.{name}"
+        lines.append(f"  {slot} = getelementptr {struct}, {struct}* {pointer}, i32 0, i32 {i}")
+        if op == "load":
+            lines.append(f"  %{name} = load {ty}, {ty}* {slot}")
+        else:
+            value = values[i] if values else f"%{name}"
+            lines.append(f"  store {ty} {value}, {ty}* {slot}")
+    return "\n".join(lines)
+
+
+def _loop_head(label, i, before, latch, after, body=None) -> str:
+    """The head of a loop of ``%i`` over ``%start`` .. ``%n - 1`` (stepped at ``latch`` as
+    ``%i.next``): on to ``body`` (default: the latch) or, when done, ``after``."""
+    return (f"{label}:\n  %{i} = phi i64 [ %start, %{before} ], [ %{i}.next, %{latch} ]\n"
+            f"  %{i}.more = icmp slt i64 %{i}, %n\n"
+            f"  br i1 %{i}.more, label %{body or latch}, label %{after}")
 
 
 def module_ir() -> str:
@@ -28,10 +55,8 @@ def module_ir() -> str:
     runs as ``dojob(i, job_data + i * job_size, extra)``."""
     return f"""
 %dojob = type void (i32, i8*, i32)
-; what every job reads: dojob, job_data, job_size, extra, jobs
-%call = type {{ %dojob*, i8*, i64, i32, i32 }}
-; one job on a thread of its own: dojob, its data, its index, extra
-%job = type {{ %dojob*, i8*, i32, i32 }}
+%call = type {{ {", ".join(ty for _, ty in CALL)} }}
+%job = type {{ {", ".join(ty for _, ty in JOB)} }}
 
 declare void @lumen_GOMP_parallel(void (i8*)*, i8*, i32, i32)
 declare i32 @lumen_omp_get_thread_num()
@@ -42,16 +67,7 @@ declare i32 @pthread_join(i64, i8**)
 define internal void @team_region(i8* %captures) {{
 entry:
   %args = bitcast i8* %captures to %call*
-  %dojob.p = getelementptr %call, %call* %args, i32 0, i32 0
-  %dojob = load %dojob*, %dojob** %dojob.p
-  %data.p = getelementptr %call, %call* %args, i32 0, i32 1
-  %data = load i8*, i8** %data.p
-  %size.p = getelementptr %call, %call* %args, i32 0, i32 2
-  %size = load i64, i64* %size.p
-  %extra.p = getelementptr %call, %call* %args, i32 0, i32 3
-  %extra = load i32, i32* %extra.p
-  %jobs.p = getelementptr %call, %call* %args, i32 0, i32 4
-  %jobs = load i32, i32* %jobs.p
+{_fields('load', '%call', '%args', CALL)}
   %t = call i32 @lumen_omp_get_thread_num()
   %threads = call i32 @lumen_omp_get_num_threads()
   %first = icmp eq i32 %t, 0
@@ -77,14 +93,7 @@ done:
 define internal i8* @own_thread(i8* %p) {{
 entry:
   %job = bitcast i8* %p to %job*
-  %dojob.p = getelementptr %job, %job* %job, i32 0, i32 0
-  %dojob = load %dojob*, %dojob** %dojob.p
-  %data.p = getelementptr %job, %job* %job, i32 0, i32 1
-  %data = load i8*, i8** %data.p
-  %index.p = getelementptr %job, %job* %job, i32 0, i32 2
-  %index = load i32, i32* %index.p
-  %extra.p = getelementptr %job, %job* %job, i32 0, i32 3
-  %extra = load i32, i32* %extra.p
+{_fields('load', '%job', '%job', JOB)}
   call void %dojob(i32 %index, i8* %data, i32 %extra)
   ret i8* null
 }}
@@ -100,23 +109,13 @@ entry:
   %started = alloca i1, i64 %n
   %each = alloca %job, i64 %n
   br label %start.head
-start.head:
-  %i = phi i64 [ %start, %entry ], [ %i.next, %start.body ]
-  %more = icmp slt i64 %i, %n
-  br i1 %more, label %start.body, label %first
+{_loop_head("start.head", "i", "entry", "start.body", "first")}
 start.body:
   %job = getelementptr %job, %job* %each, i64 %i
-  %j0 = getelementptr %job, %job* %job, i32 0, i32 0
-  store %dojob* %dojob, %dojob** %j0
   %offset = mul i64 %i, %size
   %its = getelementptr i8, i8* %data, i64 %offset
-  %j1 = getelementptr %job, %job* %job, i32 0, i32 1
-  store i8* %its, i8** %j1
   %index = trunc i64 %i to i32
-  %j2 = getelementptr %job, %job* %job, i32 0, i32 2
-  store i32 %index, i32* %j2
-  %j3 = getelementptr %job, %job* %job, i32 0, i32 3
-  store i32 %extra, i32* %j3
+{_fields('store', '%job', '%job', JOB, ('%dojob', '%its', '%index', '%extra'))}
   %id = getelementptr i64, i64* %ids, i64 %i
   %arg = bitcast %job* %job to i8*
   %failed = call i32 @pthread_create(i64* %id, i8* null, i8* (i8*)* @own_thread, i8* %arg)
@@ -128,10 +127,7 @@ start.body:
 first:
   call void %dojob(i32 0, i8* %data, i32 %extra)
   br label %join.head
-join.head:
-  %k = phi i64 [ %start, %first ], [ %k.next, %join.next ]
-  %left = icmp slt i64 %k, %n
-  br i1 %left, label %join.body, label %done
+{_loop_head("join.head", "k", "first", "join.next", "done", "join.body")}
 join.body:
   %kflag = getelementptr i1, i1* %started, i64 %k
   %kok = load i1, i1* %kflag
@@ -156,16 +152,7 @@ done:
 define void @{NAME}(i32 %sync, %dojob* %dojob, i32 %jobs, i64 %size, i8* %data, i32 %extra) {{
 entry:
   %args = alloca %call
-  %a0 = getelementptr %call, %call* %args, i32 0, i32 0
-  store %dojob* %dojob, %dojob** %a0
-  %a1 = getelementptr %call, %call* %args, i32 0, i32 1
-  store i8* %data, i8** %a1
-  %a2 = getelementptr %call, %call* %args, i32 0, i32 2
-  store i64 %size, i64* %a2
-  %a3 = getelementptr %call, %call* %args, i32 0, i32 3
-  store i32 %extra, i32* %a3
-  %a4 = getelementptr %call, %call* %args, i32 0, i32 4
-  store i32 %jobs, i32* %a4
+{_fields('store', '%call', '%args', CALL)}
   %captures = bitcast %call* %args to i8*
   call void @lumen_GOMP_parallel(void (i8*)* @team_region, i8* %captures, i32 %jobs, i32 0)
   ret void
