@@ -1,5 +1,5 @@
 """BLAS's parallel work on lumen's OpenMP team (codegen_llvm/blas_team.py): NumPy's products
-and a compiled function's run on the team once the runtime is linked, with the bits they had on
+and a compiled function's run on the team once the runtime is linked (on two threads), with the bits they had on
 OpenBLAS's own threads; jobs that wait for each other finish inside another parallel region
 too; a forked child gives the work back to OpenBLAS. Each case runs in a fresh process (the
 callback is the process's), with a time limit: a hang fails the test."""
@@ -17,16 +17,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def setup_module():
-    target.link_runtime()
-    if not symbols.blas_on_team():
+    target.link_runtime()       # loads libgomp where it can (the tests' own team is 1 thread)
+    if not symbols._openmp_loaded or symbols._threads_callback(
+            symbols.blas().addresses["sgemm"]) is None:
         pytest.skip("this BLAS takes no threads callback (OpenBLAS < 0.3.28, or no libgomp)",
                     allow_module_level=True)
 
 
 def run(script: str, **env) -> dict:
+    settings = {"LUMEN_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", **env}
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=ROOT, LUMEN_CACHE="0",
-                                   LUMEN_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", **env),
+                          env=dict(os.environ, PYTHONPATH=ROOT, LUMEN_CACHE="0", **settings),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -169,6 +170,27 @@ LIMITED = """
 def test_jobs_finish_where_openmp_gives_fewer_threads_than_asked():
     """OMP_THREAD_LIMIT=1: a team of one thread for OpenBLAS's two jobs."""
     assert run(LIMITED, OMP_THREAD_LIMIT="1") == {"right": True}
+
+
+ONE_THREAD = """
+    import json
+    import numpy as np
+    import lumen
+    from lumen.codegen_llvm import symbols, target
+    target.link_runtime()
+    alone = symbols.blas_on_team()
+    symbols.set_num_threads(2)
+    a = np.random.default_rng(4).standard_normal((600, 600))
+    print(json.dumps({"alone": alone, "two": symbols.blas_on_team(),
+                      "right": bool(np.allclose(a @ a, np.dot(a, a)))}))
+"""
+
+
+def test_a_process_on_one_thread_keeps_openblas_threads_until_it_has_a_team():
+    """On one thread no team spins, and the module is not compiled (a cold start's LLVM);
+    the first count above one hands BLAS to the team."""
+    assert run(ONE_THREAD, LUMEN_NUM_THREADS="1") == {"alone": False, "two": True,
+                                                        "right": True}
 
 
 FORKED = """

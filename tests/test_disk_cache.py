@@ -29,7 +29,8 @@ RUNTIME = "lumen runtime: "        # the name of runtime support entries (symbol
 
 def runtime_at_link() -> list:
     """The runtime support every process links (its names, sorted): the result pool, and
-    where this BLAS takes a threads callback, the module that runs its work on the team."""
+    where this BLAS takes a threads callback and loops run on more than one thread, the module
+    that runs its work on the team."""
     target.link_runtime()
     return sorted([RUNTIME + "result pool"]
                   + [RUNTIME + "BLAS on the team"] * symbols.blas_on_team())

@@ -3,8 +3,9 @@
 OpenBLAS (0.3.28 and later) hands the jobs of a parallel call to a function of the caller's
 where one is set (``openblas_set_threads_callback_function``; the pointer is the library's
 global ``openblas_threads_callback_``). `symbols` sets it to `NAME` in the OpenBLAS lumen calls
-(NumPy's own) once the runtime is linked, and clears it in a forked child. Then the products of
-a compiled function and NumPy's around it run on the same threads as lumen's loops: OpenBLAS's
+(NumPy's own) when loops first may run on more than one thread, and clears it in a forked
+child. Then the products of a compiled function and NumPy's around it run on the same threads
+as lumen's loops: OpenBLAS's
 own threads, which keep spinning after each call, no longer take the core that a loop after a
 product needs, and lumen's team may spin between regions in turn (`symbols.GOMP_SPINCOUNT`)
 without taking it from them. Measured on 2 cores: the MLP step 784-1000-1000-1000-10 at batch 1

@@ -130,8 +130,6 @@ def register_symbols() -> None:
     for name, address in blas().addresses.items():
         llvm.add_symbol(f"lumen_{name}", address)
     register_openmp()
-    if _openmp_loaded:
-        _run_blas_on_team()
     for letter, slot in _dots_addresses.items():       # `small_gemm`'s lazily linked kernels
         llvm.add_symbol(small_gemm.DOTS_SLOT[letter], ctypes.addressof(slot))
     llvm.add_symbol(small_gemm.DOTS_RESOLVER, ctypes.cast(_dots_resolver, ctypes.c_void_p).value)
@@ -169,7 +167,8 @@ def blas_on_team() -> bool:
 def _run_blas_on_team() -> None:
     """Hand the parallel work of the BLAS lumen calls to lumen's team (`blas_team`), unless
     that BLAS has no callback or someone set one already; a forked child, where libgomp's
-    threads are gone, gives it back to OpenBLAS's own threads (OpenBLAS restarts them)."""
+    threads are gone, gives it back to OpenBLAS's own threads (OpenBLAS restarts them). Not
+    on one thread: there no team spins, and a cold start saves the module's ~5-10 ms of LLVM."""
     global _blas_on_team
     callback = _threads_callback(blas().addresses["sgemm"])
     if callback is None or callback.value:
@@ -307,7 +306,7 @@ def register_openmp() -> None:
         for name, symbol in _OPENMP.items():
             llvm.add_symbol(name, llvm.address_of_symbol(symbol))
         num_threads.value = _requested_threads or threads_from_environment()
-        _measure_fork()
+        _prepare_team()
         # libgomp's threads do not survive fork: a forked child (a multiprocessing worker)
         # that started a team would wait for them for ever; there, loops run on one thread
         os.register_at_fork(after_in_child=lambda: set_num_threads(1))
@@ -346,18 +345,20 @@ def memory_fork_bytes(wake_ns: float) -> int:
     return MEMORY_FORK_BYTES if wake_ns >= SLOW_WAKE_NS else 0
 
 
-_fork_measured = False
+_team_prepared = False
 
 
-def _measure_fork() -> None:
-    """Set `fork_work` and `fork_bytes` from this machine's wake-up time, once, when loops
-    first may fork (a process on one thread never starts a team for it)."""
-    global _fork_measured
-    if _openmp_loaded and num_threads.value > 1 and not _fork_measured:
-        _fork_measured = True
+def _prepare_team() -> None:
+    """Once, when loops first may fork (a process on one thread never starts a team, nor pays
+    for this): set `fork_work` and `fork_bytes` from this machine's wake-up time, and hand
+    BLAS's parallel work to the team (`_run_blas_on_team`)."""
+    global _team_prepared
+    if _openmp_loaded and num_threads.value > 1 and not _team_prepared:
+        _team_prepared = True
         wake_ns = _wake_ns(llvm.address_of_symbol("GOMP_parallel"))
         fork_work.value = fork_threshold(wake_ns)
         fork_bytes.value = memory_fork_bytes(wake_ns)
+        _run_blas_on_team()
 
 
 #: Long past lumen's spin (~0.4 ms here; 10,000 pauses take 0.03-0.5 ms on x86 cores): measured
@@ -433,7 +434,7 @@ def set_num_threads(n: int) -> int:
     previous = num_threads.value
     _requested_threads = max(1, int(n))
     num_threads.value = _requested_threads if _openmp_loaded else 1
-    _measure_fork()
+    _prepare_team()
     return previous
 
 
