@@ -1,7 +1,7 @@
 """BLAS's parallel work on lumen's OpenMP team (codegen_llvm/blas_team.py): NumPy's products
-and a compiled function's run on the team once the runtime is linked (on two threads), with the bits they had on
-OpenBLAS's own threads; jobs that wait for each other finish inside another parallel region
-too; a forked child gives the work back to OpenBLAS. Each case runs in a fresh process (the
+and a compiled function's run on the team once the runtime is linked on two threads, with the
+bits they had on OpenBLAS's own threads; jobs that wait for each other finish inside another
+parallel region too; a forked child gives the work back to OpenBLAS. Each case runs in a fresh process (the
 callback is the process's), with a time limit: a hang fails the test."""
 import json
 import os
@@ -18,8 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def setup_module():
     target.link_runtime()       # loads libgomp where it can (the tests' own team is 1 thread)
-    if not symbols._openmp_loaded or symbols._threads_callback(
-            symbols.blas().addresses["sgemm"]) is None:
+    if not symbols.blas_can_run_on_team():
         pytest.skip("this BLAS takes no threads callback (OpenBLAS < 0.3.28, or no libgomp)",
                     allow_module_level=True)
 
@@ -205,7 +204,7 @@ FORKED = """
     pid = os.fork()
     if pid == 0:
         os.close(read)
-        callback = symbols._threads_callback(symbols.blas().addresses["sgemm"])
+        callback = symbols.blas_threads_callback()
         ok = np.array_equal(a @ a, expected) and not callback.value
         os.write(write, b"1" if ok else b"0")
         os._exit(0)

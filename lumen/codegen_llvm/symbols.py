@@ -156,6 +156,17 @@ def _threads_callback(routine: int):
     return None
 
 
+def blas_threads_callback():
+    """The threads callback (`_threads_callback`) of the BLAS generated code calls, or None."""
+    return _threads_callback(blas().addresses["sgemm"])
+
+
+def blas_can_run_on_team() -> bool:
+    """Whether BLAS's parallel work can go to lumen's team: libgomp is loaded and the BLAS
+    takes a threads callback (whether it went there: `blas_on_team`)."""
+    return _openmp_loaded and blas_threads_callback() is not None
+
+
 _blas_on_team = False
 
 
@@ -170,7 +181,7 @@ def _run_blas_on_team() -> None:
     threads are gone, gives it back to OpenBLAS's own threads (OpenBLAS restarts them). Not
     on one thread: there no team spins, and a cold start saves the module's ~5-10 ms of LLVM."""
     global _blas_on_team
-    callback = _threads_callback(blas().addresses["sgemm"])
+    callback = blas_threads_callback()
     if callback is None or callback.value:
         return
     team = compile_for_good("BLAS on the team", blas_team.module_ir)       # needs OpenMP's
@@ -326,7 +337,9 @@ def register_openmp() -> None:
 #: and they took each other's cores, an MLP step on 2 threads ran 6x slower. Measured on 2
 #: cores, against not spinning: the MLP step 784-1000-1000-1000-10 at batch 1 0.49 against
 #: 0.77-1.1 ms, at batch 60 5.5 against 6.1 ms; the RNN step (W4) at H = 500 10.5 against
-#: 13.7 ms.
+#: 13.7 ms. The price: once the spin is over, a wake-up took 400-600 us here against 30-80 us
+#: for threads that slept at once (10 spins 70 us, 1,000 130 us), so `fork_threshold` sits at
+#: its ceiling on this machine.
 GOMP_SPINCOUNT = "10000"
 
 
