@@ -184,7 +184,7 @@ def tanh(ctx, x):
     a = _intr(ctx, "fabs", x)
     top = _c(f, f.tanh_one)
     clamped = b.select(b.fcmp_ordered(">", a, top), top, a)               # NaN stays NaN
-    n, r = _reduce_exp(ctx, f, b.fmul(clamped, _c(f, -2.0)))
+    n, r = _reduce_exp(ctx, f, b.fneg(b.fadd(clamped, clamped)))          # -2|x|: no multiply
     em1_r = b.fadd(b.fmul(b.fmul(r, r), _horner(b, f, r, f.expm1_poly[2:]), flags=_FMA), r,
                    flags=_FMA)
     scale = _pow2(ctx, f, n)
