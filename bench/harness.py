@@ -3,13 +3,15 @@
 Every (workload, implementation, thread count) runs in a fresh child process
 (``python -m bench --child SPEC``) so that thread pools, JIT caches and imported libraries of one
 implementation never affect another.  Thread counts are set through environment variables before the
-child starts.  The child warms up (the first call compiles), checks the result against NumPy's to the
-workload's tolerance, times repeated calls (median over repeats of a timed loop) and prints one JSON
-line; the parent collects those lines and prints markdown tables.
+child starts.  The child warms up (the first call compiles) and checks the result against NumPy's to
+the workload's tolerance.  The children of one table stay alive and take turns, one timed repeat each
+(a loop of calls) per round; each prints one JSON line with the median, which the parent collects
+into markdown tables.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import functools
 import gc
@@ -19,11 +21,13 @@ import json
 import math
 import os
 import platform
+import queue
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Callable
 
@@ -50,7 +54,11 @@ VERSIONED = ("numpy", "scipy", "lumen", "llvmlite", "numba", "jax", "jaxlib", "p
 #: every child alike
 UNSET_IN_CHILDREN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBYTECODE")
 
-MARKER = "BENCH_JSON "
+#: what a child prints: its final record, that it is built and how many repeats it wants, one repeat's time
+MARKER, READY, TIMED = "BENCH_JSON ", "BENCH_READY ", "BENCH_TIME "
+#: seconds between one child's timed repeat and the next child's, for the first child's threads to
+#: stop spinning and go to sleep (libgomp's default spin lasts well under this)
+SETTLE_S = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +197,7 @@ class NumbaAdapter(Adapter):
     def __init__(self, threads, opts):
         super().__init__(threads, opts)
         import numba
-        self.note = f"njit(parallel=True, fastmath=False), prange"
+        self.note = "njit(parallel=True, fastmath=False), prange"
 
 
 class JaxAdapter(Adapter):
@@ -329,28 +337,39 @@ def _inputs_and_reference(wl: Workload, spec: dict):
     return inputs, ref
 
 
-def run_child(spec: dict) -> dict:
-    rec = dict(spec)
-    rec.update(status="error", label=spec["impl"], loadavg=_loadavg())
-    try:
-        threads = spec["threads"]
+class _Cell:
+    """A child's built implementation: the record so far and one timed repeat at a time."""
+
+    def __init__(self, spec: dict):
+        self.rec = dict(spec)
+        self.rec.update(status="error", label=spec["impl"], loadavg=_loadavg())
+        self.times: list[float] = []
+        self.timed = None                # (fn, args, adapter) once built, warmed up and checked
+        try:
+            self._build(spec)
+        except Exception as e:   # reported, never fatal: the parent prints it in the table
+            import traceback
+            self.rec["error"] = f"{type(e).__name__}: {e}"
+            self.rec["traceback"] = traceback.format_exc(limit=6)
+
+    def _build(self, spec: dict) -> None:
+        rec = self.rec
         wl = next(w for w in all_workloads() if w.name == spec["workload"])
         on_gpu = wl.device == "gpu" and spec["impl"] != "numpy"
         if on_gpu and gpu_problem():
             rec.update(status="no GPU", error=gpu_problem())
-            return rec
+            return
         t0 = time.perf_counter()
-        adapter = (GpuAdapter if on_gpu else ADAPTERS[spec["impl"]])(threads, spec)
+        adapter = (GpuAdapter if on_gpu else ADAPTERS[spec["impl"]])(spec["threads"], spec)
         rec["import_s"] = time.perf_counter() - t0
         rec["label"] = (adapter.label or spec["impl"]) + (f" ({spec['start']})" if spec.get("start") else "")
         rec["note"] = " ".join(filter(None, [adapter.note, wl.notes.get(spec["impl"], "")]))
         inputs, ref = _inputs_and_reference(wl, spec)
-        nbytes = wl.bytes_moved(inputs, ref) if wl.bytes_moved else None
-        rec["bytes"] = nbytes
+        rec["bytes"] = wl.bytes_moved(inputs, ref) if wl.bytes_moved else None
         builder = wl.builder(spec["impl"])
         if builder is None:
             rec.update(status="n/a", error="no implementation for this workload")
-            return rec
+            return
         args = adapter.prepare(inputs)         # not timed: moving inputs onto jax's device
         t0 = time.perf_counter()
         fn = adapter.wrap(builder(inputs))
@@ -359,7 +378,8 @@ def run_child(spec: dict) -> dict:
         out = adapter.sync(fn(*args))
         rec["first_call_s"] = time.perf_counter() - t0           # build + compile + first run
         ok, worst, max_abs, problem = _compare(adapter.to_numpy(out), ref, wl.rtol, wl.atol)
-        rec.update(err_over_tol=worst, max_abs_err=max_abs, rtol=wl.rtol, atol=wl.atol)
+        rec.update(err_over_tol=worst, max_abs_err=max_abs, rtol=wl.rtol, atol=wl.atol,
+                   status="ok" if ok else "mismatch")
         if problem:
             rec["note"] = "; ".join(filter(None, [rec["note"], problem]))
         del out
@@ -369,35 +389,45 @@ def run_child(spec: dict) -> dict:
         one = max(time.perf_counter() - t0, 1e-7)
         loops = max(1, math.ceil(spec["target_s"] / one))
         # slow cells (one call > 0.3 s) take fewer repeats, but never fewer than 3
-        repeats = min(spec["repeats"], max(3, math.ceil(1.5 / (one * loops))))
-        times = []
+        rec.update(loops=loops, repeats=min(spec["repeats"], max(3, math.ceil(1.5 / (one * loops)))))
+        self.timed = (fn, args, adapter)
+
+    def time_repeat(self) -> float:
+        """One timed loop of ``loops`` calls, garbage collection off; seconds per call."""
+        fn, args, adapter = self.timed
+        loops = self.rec["loops"]
         gc_was = gc.isenabled()
         gc.disable()
         try:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for _ in range(loops):
-                    adapter.sync(fn(*args))
-                times.append((time.perf_counter() - t0) / loops)
+            t0 = time.perf_counter()
+            for _ in range(loops):
+                adapter.sync(fn(*args))
+            t = (time.perf_counter() - t0) / loops
         finally:
             if gc_was:
                 gc.enable()
-        t = statistics.median(times)
-        rec.update(time_s=t, times_s=times, loops=loops, repeats=repeats,
-                   gbps=(nbytes / t / 1e9) if nbytes else None,
-                   status="ok" if ok else "mismatch")
-    except Exception as e:   # reported, never fatal: the parent prints it in the table
-        import traceback
-        rec["error"] = f"{type(e).__name__}: {e}"
-        rec["traceback"] = traceback.format_exc(limit=6)
-    return rec
+        self.times.append(t)
+        return t
+
+    def record(self) -> dict:
+        if self.times:
+            t = statistics.median(self.times)
+            nbytes = self.rec.get("bytes")
+            self.rec.update(time_s=t, times_s=self.times, repeats=len(self.times),
+                            gbps=(nbytes / t / 1e9) if nbytes else None)
+        return self.rec
 
 
 def child_main(arg: str) -> None:
-    spec = json.loads(arg)
-    rec = run_child(spec)
+    """Build, say how many repeats it wants, then time one repeat per ``time`` line on stdin until
+    ``done``, and print the record. The parent interleaves the children of a table this way."""
+    cell = _Cell(json.loads(arg))
     sys.stdout.flush()
-    print(MARKER + json.dumps(rec, default=str), flush=True)
+    if cell.timed is not None:
+        print(READY + json.dumps(dict(repeats=cell.rec["repeats"])), flush=True)
+        while sys.stdin.readline().strip() == "time":
+            print(TIMED + repr(cell.time_repeat()), flush=True)
+    print(MARKER + json.dumps(cell.record(), default=str), flush=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,21 +480,108 @@ def _one_cpu() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
-def spawn(spec: dict, timeout: float) -> dict:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, "-m", "bench", "--child", json.dumps(spec)]
-    env = dict(thread_env(spec["threads"]), **cache_env(spec["cache_dir"]))
-    try:
-        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
-                           preexec_fn=_one_cpu if spec["threads"] == 1 else None)
-    except subprocess.TimeoutExpired:
-        return dict(spec, status="timeout", label=spec["impl"], error=f"no result after {timeout:.0f} s")
-    for line in reversed(p.stdout.splitlines()):
-        if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
-    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-    return dict(spec, status="crash", label=spec["impl"],
-                error=f"child exited with status {p.returncode}: " + " | ".join(tail))
+class _Child:
+    """One running child process of a table: its record once it has one, and the lines it prints."""
+
+    def __init__(self, spec: dict):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cmd = [sys.executable, "-m", "bench", "--child", json.dumps(spec)]
+        env = dict(thread_env(spec["threads"]), **cache_env(spec["cache_dir"]))
+        self.spec, self.rec, self.repeats, self.timed = spec, None, 0, 0
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1,
+                                     preexec_fn=_one_cpu if spec["threads"] == 1 else None)
+        self.lines: queue.Queue = queue.Queue()
+        self.err_tail: collections.deque = collections.deque(maxlen=3)
+        self._pumps = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines.put), daemon=True),
+                       threading.Thread(target=self._pump, args=(self.proc.stderr, self.err_tail.append),
+                                        daemon=True)]
+        for p in self._pumps:
+            p.start()
+
+    @staticmethod
+    def _pump(stream, put) -> None:
+        for line in stream:
+            put(line.rstrip("\n"))
+        put(None)
+
+    def _fail(self, status: str, error: str) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.rec = dict(self.spec, status=status, label=self.spec["impl"], error=error)
+
+    def _next(self, timeout: float) -> tuple[str, str] | None:
+        """The next protocol line (prefix, payload); None, with the record set, if the child timed
+        out, crashed or printed its final record."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self._fail("timeout", f"no result after {timeout:.0f} s")
+                return None
+            if line is None:
+                self.proc.wait()
+                self._pumps[1].join(timeout=5)
+                tail = [l for l in self.err_tail if l]
+                self._fail("crash", f"child exited with status {self.proc.returncode}: " + " | ".join(tail))
+                return None
+            if line.startswith(MARKER):
+                self.rec = json.loads(line[len(MARKER):])
+                self.proc.wait()
+                return None
+            for prefix in (READY, TIMED):
+                if line.startswith(prefix):
+                    return prefix, line[len(prefix):]
+
+    @property
+    def running(self) -> bool:
+        return self.rec is None
+
+    def wait_ready(self, timeout: float) -> None:
+        got = self._next(timeout)
+        if got is not None:
+            self.repeats = json.loads(got[1])["repeats"]
+
+    def _send(self, command: str) -> None:
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except OSError:   # the child is gone; _next reads why
+            pass
+
+    def time_one(self, timeout: float) -> None:
+        self._send("time")
+        if self._next(timeout) is not None:
+            self.timed += 1
+
+    def finish(self, timeout: float) -> dict:
+        if self.running:
+            self._send("done")
+            while self.running:
+                self._next(timeout)
+        return self.rec
+
+
+def run_table(specs: list[dict], timeout: float) -> list[dict]:
+    """Run one table's children side by side. Each is started (and builds, compiles and warms up)
+    while the others wait, and stays alive; then they take turns, one timed repeat each per round,
+    the order rotating, so a change in the machine's speed during the table (other tenants, memory
+    bandwidth) reaches every implementation alike instead of whichever ran at that moment."""
+    children = []
+    for spec in specs:
+        child = _Child(spec)
+        child.wait_ready(timeout)
+        children.append(child)
+    rnd = 0
+    while due := [c for c in children if c.running and c.timed < c.repeats]:
+        k = rnd % len(due)
+        for child in due[k:] + due[:k]:
+            time.sleep(SETTLE_S)
+            child.time_one(timeout)
+        rnd += 1
+    return [child.finish(timeout) for child in children]
 
 
 def installed(impl: str) -> bool:
@@ -587,7 +704,8 @@ def header(args, thread_counts, vers, mach, load_start, records) -> str:
                  + (f" (this shell had {', '.join(was)})" if was else " (this shell had neither)"))
     lines.append(f"- each cell: a fresh process; warm-up call (\"first call\" = build + compile + run), result "
                  f"checked against NumPy, then the median of {args.repeats} repeats of a timed loop "
-                 f"(each repeat ≥ {args.target * 1e3:.0f} ms); vs NumPy = NumPy time / time (> 1 is faster)"
+                 f"(each repeat ≥ {args.target * 1e3:.0f} ms), the processes of a table taking turns, one "
+                 f"repeat each per round; vs NumPy = NumPy time / time (> 1 is faster)"
                  + ("; **--quick: small sizes, smoke run only**" if args.quick else ""))
     loads = [r["loadavg"] for r in records if r.get("loadavg") is not None]
     if loads:
@@ -650,29 +768,35 @@ def main(argv=None) -> int:
     data_dir = tempfile.mkdtemp(prefix="lumen-bench-")   # inputs + NumPy's results, shared by the children
     start = time.perf_counter()
     compile_lumen()
+    tables: dict[tuple, list] = {}
+    for w, t, impl, cache in cells:
+        tables.setdefault((w.name, t), []).append(dict(
+            workload=w.name, impl=impl, threads=t, quick=args.quick, repeats=args.repeats,
+            target_s=args.target, torch_mode=args.torch_mode, data_dir=data_dir, start=cache,
+            cache_dir=os.path.join(data_dir, "caches", f"{w.name}-{impl}-{t}")))
+    done = 0
     try:
-        for k, (w, t, impl, cache) in enumerate(cells, 1):
-            spec = dict(workload=w.name, impl=impl, threads=t, quick=args.quick, repeats=args.repeats,
-                        target_s=args.target, torch_mode=args.torch_mode, data_dir=data_dir,
-                        start=cache, cache_dir=os.path.join(data_dir, "caches", f"{w.name}-{impl}-{t}"))
-            if not installed(impl):
-                rec = dict(spec, status="not installed", label=impl)
-            else:
-                rec = spawn(spec, args.timeout)
-            rec.pop("data_dir", None)
-            rec.pop("cache_dir", None)
-            if cache == "warm":
-                cold = results[(w.name, t)][-1]
-                if rec.get("first_call_s") and cold.get("first_call_s"):
-                    rec["note"] = "; ".join(filter(None, [rec.get("note"), f"first call "
-                                            f"{cold['first_call_s'] / rec['first_call_s']:.1f}x faster than cold"]))
-            results.setdefault((w.name, t), []).append(rec)
-            if jsonf:
-                jsonf.write(json.dumps(rec, default=str) + "\n")
-                jsonf.flush()
-            shown = _ms(rec["time_s"]) + " ms" if rec["status"] == "ok" else rec["status"]
-            print(f"[{k}/{len(cells)} {time.perf_counter() - start:5.0f}s] {w.name} threads={t} "
-                  f"{rec.get('label', impl)}: {shown}", file=sys.stderr, flush=True)
+        for (name, t), specs in tables.items():
+            w = next(wl for wl in wls if wl.name == name)
+            ran = iter(run_table([s for s in specs if installed(s["impl"])], args.timeout))
+            for spec in specs:
+                rec = next(ran) if installed(spec["impl"]) else dict(spec, status="not installed",
+                                                                     label=spec["impl"])
+                rec.pop("data_dir", None)
+                rec.pop("cache_dir", None)
+                if spec["start"] == "warm":
+                    cold = results[(w.name, t)][-1]
+                    if rec.get("first_call_s") and cold.get("first_call_s"):
+                        rec["note"] = "; ".join(filter(None, [rec.get("note"), f"first call "
+                                                f"{cold['first_call_s'] / rec['first_call_s']:.1f}x faster than cold"]))
+                results.setdefault((w.name, t), []).append(rec)
+                if jsonf:
+                    jsonf.write(json.dumps(rec, default=str) + "\n")
+                    jsonf.flush()
+                done += 1
+                shown = _ms(rec["time_s"]) + " ms" if rec["status"] == "ok" else rec["status"]
+                print(f"[{done}/{len(cells)} {time.perf_counter() - start:5.0f}s] {w.name} threads={t} "
+                      f"{rec.get('label', spec['impl'])}: {shown}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
         if jsonf:
