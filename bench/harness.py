@@ -56,9 +56,11 @@ UNSET_IN_CHILDREN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "PYTHONDONTWRITEBY
 
 #: what a child prints: its final record, that it is built and how many repeats it wants, one repeat's time
 MARKER, READY, TIMED = "BENCH_JSON ", "BENCH_READY ", "BENCH_TIME "
-#: seconds between one child's timed repeat and the next child's, for the first child's threads to
-#: stop spinning and go to sleep (libgomp's default spin lasts well under this)
-SETTLE_S = 0.05
+#: after a child's repeat, the next one waits until that child's threads have stopped spinning:
+#: until it used under QUIET_CPU_S of CPU time in QUIET_WINDOW_S (at most QUIET_MAX_S). OpenBLAS's
+#: idle workers spin for ~0.1 s after a call (measured: 0.10 s of CPU time in the 0.1 s after an
+#: sgemm), long enough to share a core with the next child's whole repeat
+QUIET_WINDOW_S, QUIET_CPU_S, QUIET_MAX_S = 0.01, 0.001, 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -535,6 +537,32 @@ class _Child:
                 if line.startswith(prefix):
                     return prefix, line[len(prefix):]
 
+    def cpu_s(self) -> float | None:
+        """CPU time of all the child's threads so far (Linux's per-thread schedstat), or None."""
+        total = 0
+        try:
+            tasks = os.listdir(f"/proc/{self.proc.pid}/task")
+        except OSError:
+            return None
+        for task in tasks:
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):   # a thread that just ended
+                pass
+        return total / 1e9
+
+    def wait_quiet(self) -> None:
+        """Return once the child's threads use no CPU (or after QUIET_MAX_S)."""
+        deadline = time.monotonic() + QUIET_MAX_S
+        before = self.cpu_s()
+        while True:
+            time.sleep(QUIET_WINDOW_S)
+            now = self.cpu_s()
+            if before is None or now is None or now - before < QUIET_CPU_S or time.monotonic() > deadline:
+                return
+            before = now
+
     @property
     def running(self) -> bool:
         return self.rec is None
@@ -573,13 +601,14 @@ def run_table(specs: list[dict], timeout: float) -> list[dict]:
     for spec in specs:
         child = _Child(spec)
         child.wait_ready(timeout)
+        child.wait_quiet()
         children.append(child)
     rnd = 0
     while due := [c for c in children if c.running and c.timed < c.repeats]:
         k = rnd % len(due)
         for child in due[k:] + due[:k]:
-            time.sleep(SETTLE_S)
             child.time_one(timeout)
+            child.wait_quiet()
         rnd += 1
     return [child.finish(timeout) for child in children]
 
