@@ -76,11 +76,26 @@ PARALLEL_WORK, PARALLEL_B = 1 << 22, 1 << 20
 COPY_MIN_ROWS = 4
 #: Products up to this many multiply-adds always run here (BLAS's call costs ~1 µs).
 TINY = 1 << 15
-#: "Few" rows or terms (`lower.linalg.small_products_choice`); B transposed takes the dot products from
-#: `DOT_MIN_VECTORS` vectors of terms on (each dot product ends in a sum of lanes), else a copy
-#: of B^T. Measured against OpenBLAS on one core.
-FEW, DOT_MIN_VECTORS = 64, 8
+#: "Few" rows or terms (`lower.linalg.small_products_choice`): `FEW` where the product may run
+#: on a team of threads, `few_alone` on one. Measured against OpenBLAS 0.3.31 through MLP
+#: training steps at batches 10-60. On Zen 4, whose 512-bit multiply-adds run as two halves,
+#: these kernels won up to 64 (OpenBLAS's packed ones reached 73-90 % of their square-matrix
+#: speed). On Zen 5, whose units are full width, OpenBLAS's won from 32 rows on one core: the
+#: 784-500-10 step at batch 60 took 0.47 ms with them against 0.53 here, at 32 rows 0.30
+#: against 0.315, at 20 rows 0.220 against 0.212 (at 10 rows these kernels took 30 % less);
+#: on two cores these kernels' split of the rows still won (784-1000^3-10 at batch 60:
+#: 3.2-3.5 ms against 3.56 with OpenBLAS's jobs on the team).
+FEW, FEW_ALONE_BY_CPU = 64, {"znver5": 24}
+#: B transposed takes the dot products from `DOT_MIN_VECTORS` vectors of terms on (each dot
+#: product ends in a sum of lanes), else a copy of B^T.
+DOT_MIN_VECTORS = 8
 _N, _T = ord("N"), ord("T")
+
+
+def few_alone(cpu: str) -> int:
+    """How many rows or terms are "few" for a product on one thread of the CPU LLVM names
+    ``cpu`` (`FEW_ALONE_BY_CPU`)."""
+    return FEW_ALONE_BY_CPU.get(cpu, FEW)
 
 
 def vector_bytes(features: str) -> int:

@@ -440,6 +440,15 @@ def threads_from_environment() -> int:
         return os.cpu_count() or 1
 
 
+def planned_threads() -> int:
+    """The thread count compiled code will read (``lumen_num_threads``), for decisions taken
+    ahead of a call (`product_plan`), also while the runtime is still being registered on
+    another thread. Where libgomp turns out to be missing it is 1 instead: the guess costs a
+    module linked ahead for nothing, never a result."""
+    return num_threads.value if _openmp_loaded else (_requested_threads
+                                                     or threads_from_environment())
+
+
 def set_num_threads(n: int) -> int:
     """Threads for the parallel regions that start from now on, whether or not the runtime is
     registered yet (always 1 without libgomp); returns the count in force before."""

@@ -71,8 +71,14 @@ def _new_target_machine(opt=3):
     program (`compile_objects`) read its constants from the wrong place."""
     _initialise()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=host_features(),
+    return target.create_target_machine(cpu=host_cpu(), features=host_features(),
                                         opt=opt, reloc="static", codemodel="jitdefault")
+
+
+@functools.cache
+def host_cpu() -> str:
+    """The host CPU's LLVM name ("znver5", "skylake-avx512", ...)."""
+    return llvm.get_host_cpu_name()
 
 
 @functools.cache
@@ -98,7 +104,7 @@ def identity() -> dict:
     CPU's name and features, the llvmlite / LLVM versions and the BLAS the code calls, whose
     integer width its calls are compiled for (part of the disk cache key)."""
     from .symbols import blas
-    return {"triple": triple(), "cpu": llvm.get_host_cpu_name(), "blas": blas().source,
+    return {"triple": triple(), "cpu": host_cpu(), "blas": blas().source,
             "features": host_features(), "llvmlite": llvmlite.__version__,
             "llvm": ".".join(map(str, llvm.llvm_version_info))}
 
