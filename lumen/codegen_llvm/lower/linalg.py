@@ -163,7 +163,8 @@ def small_products_choice(b, letter, features, threads, ta, tb, m, n, k):
     """IR (at ``b``) for whether the product goes to `small_gemm.NAMES`[letter] rather than BLAS:
     products of matrices, tiny ones or those with few rows or few terms (`small_gemm.FEW`,
     or `small_gemm.few_alone` on the host CPU where ``threads``, the run-time thread count,
-    is 1), B untransposed, or B transposed and A not, where few rows suit the dot products and few terms the copy of B^T.
+    is 1), B untransposed, or B transposed and A not, where few rows suit the dot products
+    and few terms the copy of B^T.
     Not both operands transposed, nor a single row or column of C: BLAS's ?gemv streams a
     large matrix past one row faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500 and
     1000 on two threads took 1.2-1.5x as long through these kernels), as fast on one, and
