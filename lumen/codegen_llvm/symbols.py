@@ -316,7 +316,7 @@ def register_openmp() -> None:
     if _openmp_loaded:
         for name, symbol in _OPENMP.items():
             llvm.add_symbol(name, llvm.address_of_symbol(symbol))
-        num_threads.value = _requested_threads or threads_from_environment()
+        num_threads.value = _threads_asked()
         _prepare_team()
         # libgomp's threads do not survive fork: a forked child (a multiprocessing worker)
         # that started a team would wait for them for ever; there, loops run on one thread
@@ -445,8 +445,12 @@ def planned_threads() -> int:
     ahead of a call (`product_plan`), also while the runtime is still being registered on
     another thread. Where libgomp turns out to be missing it is 1 instead: the guess costs a
     module linked ahead for nothing, never a result."""
-    return num_threads.value if _openmp_loaded else (_requested_threads
-                                                     or threads_from_environment())
+    return num_threads.value if _openmp_loaded else _threads_asked()
+
+
+def _threads_asked() -> int:
+    """`set_num_threads`'s count, else LUMEN_NUM_THREADS or the CPU count."""
+    return _requested_threads or threads_from_environment()
 
 
 def set_num_threads(n: int) -> int:
