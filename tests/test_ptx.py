@@ -236,6 +236,14 @@ def test_ptx_of_a_gpu_function_needs_no_gpu():
     assert "__nv_expf" not in ptx          # libdevice is linked in, not called
 
 
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a usable GPU")
+def test_gpu_executable_without_a_gpu_raises_device_error():
+    """The GPU runtime's own entry (not only the call's check before it) says why it cannot run."""
+    graph = elementwise_graph("float32")
+    with pytest.raises(lumen.DeviceError, match="device='gpu'"):
+        gpu_runtime.gpu_executable(graph, graph)
+
+
 def test_no_contraction_into_fma():
     """NVPTX would fuse a*b + c into one fma; lumen rounds each operation as NumPy does."""
     x = np.ones(4, np.float64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import math
 import os
 import site
 import sys
@@ -40,7 +41,27 @@ def _call(base):
     return emit
 
 
+def _hypot(ctx, x, y):
+    """float64 hypot as max * sqrt(1 + (min/max)**2): libdevice's ``__nv_hypot`` rounds up to
+    inf just below the largest double, where NumPy's result is finite. float32 keeps
+    ``__nv_hypotf``, whose results match NumPy's across the edge values."""
+    if x.type == ir.FloatType():
+        return _call("hypot")(ctx, x, y)
+    b = ctx.builder
+    ax, ay = (b.call(ctx.intrinsic("llvm.fabs", x.type), [v]) for v in (x, y))
+    big = b.call(ctx.intrinsic("llvm.maxnum", x.type, 2), [ax, ay])
+    small = b.call(ctx.intrinsic("llvm.minnum", x.type, 2), [ax, ay])
+    one, inf = ir.Constant(x.type, 1.0), ir.Constant(x.type, math.inf)
+    r = b.fdiv(small, big)
+    t = b.fmul(big, b.call(ctx.intrinsic("llvm.sqrt", x.type), [
+        b.call(ctx.intrinsic("llvm.fma", x.type, 3), [r, r, one])]))
+    t = b.select(b.fcmp_ordered("==", big, ir.Constant(x.type, 0.0)), big, t)
+    t = b.select(b.fcmp_unordered("uno", x, y), ir.Constant(x.type, math.nan), t)
+    return b.select(b.fcmp_ordered("==", big, inf), inf, t)   # inf beats nan, as in C99
+
+
 FUNCTIONS = {name: _call(name) for name in _UNARY + _BINARY}
+FUNCTIONS["hypot"] = _hypot
 
 
 def search_paths() -> list[str]:

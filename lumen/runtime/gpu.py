@@ -27,9 +27,9 @@ import threading
 
 import numpy as np
 
-from .. import devices
 from ..codegen_ptx.program import kernel_nodes, nvvm_module
 from ..codegen_ptx.target import compile_ptx, identity
+from ..devices import gpu, gpu_arch
 from ..errors import UnsupportedError
 from ..ir.ops import BODY_PARAMS
 from . import gpu_ops
@@ -65,7 +65,7 @@ def load_module(cp, ir_text, launches, arch):
 
 class GpuDevice:
     """What the executor uses of the device: ``cp``, the CuPy module; ``scatter_add``,
-    ``cupyx.scatter_add``; ``max_blocks``, the largest grid launched (grid-stride loops cover
+    ``cupy.add.at`` (``cupyx.scatter_add`` before CuPy 13); ``max_blocks``, the largest grid launched (grid-stride loops cover
     the rest)."""
 
     def __init__(self, cp, scatter_add, max_blocks):
@@ -75,17 +75,24 @@ class GpuDevice:
 def gpu_executable(optimized, traced) -> GpuExecutable:
     """``optimized`` (the optimised form of ``traced``) compiled for the current GPU;
     `DeviceError` without one, `UnsupportedError` naming a node the GPU cannot run."""
-    cp = devices.gpu()
+    cp = gpu()
     node = unsupported_node(optimized)
     if node is not None:
         raise UnsupportedError(f"{node.op} (at {node.loc or node.op}) has no GPU "
                                "implementation in lumen; use device='cpu' for this function")
-    import cupyx
     ir_text, launches, errors = nvvm_module(optimized)
-    module = load_module(cp, ir_text, launches, devices.gpu_arch())
-    device = GpuDevice(cp, cupyx.scatter_add,
+    module = load_module(cp, ir_text, launches, gpu_arch())
+    device = GpuDevice(cp, _scatter_add(cp),
                        32 * cp.cuda.Device().attributes["MultiProcessorCount"])
     return GpuExecutable(device, optimized, traced, module, launches, errors)
+
+
+def _scatter_add(cp):
+    """``out[key] += values`` with repeated keys summed, in the installed CuPy's spelling."""
+    if hasattr(cp.add, "at"):
+        return cp.add.at
+    import cupyx
+    return cupyx.scatter_add
 
 
 class Sizes:

@@ -3,7 +3,7 @@
 control flow as a host loop whose steps launch the body's kernels.
 
 ``OPS[op](run, node, inputs, sizes) -> outputs``: ``run`` is the executor (`GpuRun`: ``cp`` is
-CuPy, ``scatter_add`` is ``cupyx.scatter_add``, ``run.graph(body, arrays, sizes)`` runs a nested
+CuPy, ``scatter_add`` is ``cupy.add.at``, ``run.graph(body, arrays, sizes)`` runs a nested
 graph, ``run.constant(node)`` is a ``const`` node's array on the device), ``inputs`` are device
 arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an array it did not
 create.
