@@ -62,7 +62,7 @@ WORKLOADS = [
         expr="for x, y in minibatches: loss, *params = step(x, y, *params)",
         dtype=mlp.DTYPE, shape=SHAPE, quick_shape=QUICK_SHAPE, n_inputs=6,
         reference=functools.partial(epoch, mlp.numpy_step), make_inputs=make_inputs,
-        loop=epoch, rtol=1e-3, atol=1e-5, notes=mlp._NOTES,
+        loop=epoch, rtol=1e-3, atol=1e-5, notes=mlp.NOTES,
         impls={"numpy": lambda inputs: mlp.numpy_step, "lumen": mlp._lumen,
                **{name: _one_step(build) for name, build in
                   (("numba", mlp._numba), ("jax", mlp._jax), ("pytensor", mlp._pytensor),

@@ -48,18 +48,19 @@ def make_inputs(shape, dtype, rng):
 
 # ---- NumPy: forward pass and hand-written back-propagation (the reference) ----------------------
 
-def numpy_step(x, y, *params):
+def numpy_step(x, y, *params, xp=np):
+    """``xp``: the array module (CuPy runs the same code on a GPU, workload G3)."""
     n = x.shape[0]
     ws, bs = params[0::2], params[1::2]
     hs = [x]                                          # every layer's input
     for w, b in zip(ws[:-1], bs[:-1]):
-        hs.append(np.tanh(hs[-1] @ w + b))
+        hs.append(xp.tanh(hs[-1] @ w + b))
     z = hs[-1] @ ws[-1] + bs[-1]
     z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
+    e = xp.exp(z)
     s = e.sum(axis=1, keepdims=True)
-    rows = np.arange(n)
-    loss = -np.mean(z[rows, y] - np.log(s[:, 0]))
+    rows = xp.arange(n)
+    loss = -xp.mean(z[rows, y] - xp.log(s[:, 0]))
     dz = e / s                                        # dloss/dz: (softmax - onehot) / n
     dz[rows, y] -= 1
     dz /= n
@@ -222,7 +223,7 @@ class MlpWorkload(Workload):
                 f"{2 * (len(sizes) - 1)} updated parameters; examples/s = {batch} / time")
 
 
-_NOTES = {
+NOTES = {
     "numpy": "(hand-written backprop)",
     "lumen": "(lumen.jit of lumen.value_and_grad; the loss in plain NumPy)",
     "numba": "(here: plain njit, no parallel=True — its array analysis rejects the backward "
@@ -249,7 +250,7 @@ WORKLOADS = [
         n_inputs=2 + 2 * (len(sizes) - 1), reference=numpy_step, make_inputs=make_inputs,
         bytes_moved=None,
         impls={"lumen": _lumen, "numba": _numba, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
-        notes=_NOTES, **TOL)
+        notes=NOTES, **TOL)
     for sizes in ARCHS for batch in BATCHES
 ]
 
