@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import lumen
 from lumen.codegen_llvm import product_plan, small_gemm, symbols, target
 from lumen.codegen_llvm.lower.linalg import small_products_choice
-from lumen.codegen_llvm.llvmtypes import i1, i8, i32, i64
+from lumen.codegen_llvm.llvmtypes import i1, i8, i64
 
 from .oracle import assert_same
 
@@ -56,14 +56,18 @@ def operand(rng, rows, cols, dtype, transposed):
 
 
 def run(kernel, a, b, alpha, beta, c_in, garbage=np.nan):
-    """kernel's C = alpha * a @ b + beta * c_in (c_in None: C itself, filled with garbage)."""
+    """kernel's C = alpha * a @ b + beta * c_in (c_in None: C itself, filled with garbage).
+    C is followed by a vector's worth of guard elements, which must stay untouched."""
     (av, ta, abuf, lda), (bv, tb, bbuf, ldb) = a, b
     m, n, k = av.shape[0], bv.shape[1], av.shape[1]
-    c = np.full((m, n), garbage, dtype=abuf.dtype)
+    buffer = np.full(m * n + GUARD, garbage, dtype=abuf.dtype)
+    buffer[m * n:] = -7.0
+    c = buffer[:m * n].reshape(m, n)
     source = c if c_in is None else c_in
     declined = kernel(ta, tb, m, n, k, alpha, abuf.ctypes.data, lda, bbuf.ctypes.data, ldb, beta,
                       c.ctypes.data, source.ctypes.data)
     assert declined == 0
+    assert (buffer[m * n:] == -7.0).all(), "written past the end of C"
     return c
 
 
@@ -79,10 +83,12 @@ def close(got, want, dtype, k):
 
 
 LAYOUTS = [("N", "N"), ("T", "N"), ("N", "T")]
+GUARD = 64
 SHAPES = [
     (1, 1, 1), (1, 7, 5), (3, 3, 3),                 # tiny, single rows, a column of C
     (60, 1000, 784), (60, 1000, 1000),               # few rows: a batch through a layer
     (10, 97, 300), (7, 13, 1100),                    # ragged panels, term blocks of KC
+    (60, 500, 784), (13, 52, 40),                    # ... ending more than a vector wide
     (1000, 130, 60), (200, 800, 25),                 # few terms: the weight update
     (60, 10, 500), (25, 9, 130),                     # narrow C: the output layer
     (60, 200, 10), (40, 33, 3),                      # B transposed with few terms
@@ -189,35 +195,27 @@ def test_threads_split_the_work_but_not_the_numbers(kernels):
 
 @pytest.fixture(scope="module")
 def choice():
-    """small_products_choice compiled on its own: choice(letter)(ta, tb, m, n, k, threads=1)
-    -> bool."""
+    """small_products_choice compiled on its own: choice(letter)(ta, tb, m, n, k) -> bool."""
     module = ir.Module("choice")
     for letter in "sd":
-        fn = ir.Function(module, ir.FunctionType(i8, [i32, i8, i8, i64, i64, i64]),
-                         f"choice_{letter}")
+        fn = ir.Function(module, ir.FunctionType(i8, [i8, i8, i64, i64, i64]), f"choice_{letter}")
         b = ir.IRBuilder(fn.append_basic_block())
         taken = small_products_choice(b, letter, target.host_features(), *fn.args)
         b.ret(b.zext(taken, i8) if taken.type == i1 else taken)
     loaded = target.LoadedModule(target.compile_objects(str(module)))
-    signature = ctypes.CFUNCTYPE(ctypes.c_int8, ctypes.c_int32, ctypes.c_int8, ctypes.c_int8,
-                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+    signature = ctypes.CFUNCTYPE(ctypes.c_int8, ctypes.c_int8, ctypes.c_int8, ctypes.c_int64,
+                                 ctypes.c_int64, ctypes.c_int64)
     functions = {letter: signature(loaded.address(f"choice_{letter}")) for letter in "sd"}
     functions["module"] = loaded
-    return lambda letter: (lambda ta, tb, m, n, k, threads=1: bool(
-        functions[letter](threads, ord(ta), ord(tb), m, n, k)))
+    return lambda letter: (lambda ta, tb, m, n, k: bool(functions[letter](ord(ta), ord(tb), m,
+                                                                            n, k)))
 
 
-def few_rows(threads):
-    """What `small_products_choice` takes for few rows or terms with ``threads`` threads."""
-    return small_gemm.FEW if threads > 1 else small_gemm.few_alone(target.host_cpu())
-
-
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("letter", ["s", "d"])
-def test_which_products_take_the_kernels(choice, letter, threads):
-    taken = functools.partial(choice(letter), threads=threads)
+def test_which_products_take_the_kernels(choice, letter):
+    taken = choice(letter)
     lanes = small_gemm.lanes(letter, target.host_features())
-    few = few_rows(threads)
+    few = small_gemm.FEW
     assert taken("N", "N", few, 1000, 1000)          # a batch through a layer
     assert not taken("N", "N", few + 1, 1000, 1000)  # ... a larger one: BLAS packs and wins
     assert taken("T", "N", 1000, 1000, few)          # the weight update
@@ -245,46 +243,35 @@ def test_the_plan_evaluates_the_compiled_choice(choice):
     compiled function does, at every layout and across the sizes where the decision turns."""
     evaluator = product_plan._Evaluator()
     features = target.host_features()
-    few = few_rows(1)
-    sizes = sorted({1, 2, 3, 4, 5, few - 1, few, few + 1, 63, 64, 65, 127, 128, 129, 1000})
-    for letter, threads in itertools.product("sd", (1, 2)):
+    sizes = (1, 2, 3, 4, 5, 63, 64, 65, 127, 128, 129, 1000)
+    for letter in "sd":
         taken = choice(letter)
         for ta, tb in (("N", "N"), ("T", "N"), ("N", "T"), ("T", "T")):
             for m, n, k in itertools.product(sizes, (1, 2, 10, 500), sizes):
-                planned = small_products_choice(evaluator, letter, features, threads, ord(ta),
-                                                ord(tb), m, n, k)
-                assert bool(planned) == taken(ta, tb, m, n, k, threads), \
-                    (letter, threads, ta, tb, m, n, k)
+                planned = small_products_choice(evaluator, letter, features, ord(ta), ord(tb),
+                                                m, n, k)
+                assert bool(planned) == taken(ta, tb, m, n, k), (letter, ta, tb, m, n, k)
 
 
 def test_which_products_take_the_dot_products():
     features = target.host_features()
     long_k = small_gemm.DOT_MIN_VECTORS * small_gemm.lanes("s", features)
-    for threads in (1, 2):
-        few = few_rows(threads)
-        takes = functools.partial(product_plan.takes_dots, "s", features, threads)
-        assert takes("N", "T", few, 1000, 1000)              # d @ W.T
-        assert not takes("N", "T", few + 1, 1000, 1000)
-        assert not takes("N", "T", few, 500, 10)             # B^T copied
-        assert takes("N", "T", 3, 500, 10)                   # too few rows for the copy
-        assert not takes("N", "N", few, 1000, 1000)
-        assert not takes("T", "T", few, 1000, 1000)
-        assert not takes("N", "T", 1, 1000, long_k)          # ?gemv
-        assert not takes("N", "T", 500, 500, 500)            # BLAS
-
-
-def test_few_rows_by_cpu():
-    """Where one thread runs a product, a CPU measured to favour BLAS's packed kernels earlier
-    (`small_gemm.FEW_ALONE_BY_CPU`) has its own limit; any other keeps `small_gemm.FEW`."""
-    assert small_gemm.few_alone("a CPU nobody measured") == small_gemm.FEW
-    for cpu, few in small_gemm.FEW_ALONE_BY_CPU.items():
-        assert small_gemm.few_alone(cpu) == few < small_gemm.FEW
+    few = small_gemm.FEW
+    takes = functools.partial(product_plan.takes_dots, "s", features)
+    assert takes("N", "T", few, 1000, 1000)              # d @ W.T
+    assert not takes("N", "T", few + 1, 1000, 1000)
+    assert not takes("N", "T", few, 500, 10)             # B^T copied
+    assert takes("N", "T", 3, 500, 10)                   # too few rows for the copy
+    assert not takes("N", "N", few, 1000, 1000)
+    assert not takes("T", "T", few, 1000, 1000)
+    assert not takes("N", "T", 1, 1000, long_k)          # ?gemv
+    assert not takes("N", "T", 500, 500, 500)            # BLAS
 
 
 def graph_plan(graph):
     """(the dtypes of a graph's products, those whose dot products one takes)."""
     return (product_plan.product_letters(graph),
-            product_plan.dots_letters(graph, target.host_features(), symbols.planned_threads()))
+            product_plan.dots_letters(graph, target.host_features()))
 
 
 def test_the_plan_reads_a_graphs_products():
@@ -309,8 +296,7 @@ def test_the_plan_reads_a_graphs_products():
 def test_the_plan_of_the_optimised_graph_leaves_out_unused_gradients():
     """The gradient of a training step with respect to its input, ``d @ W1.T`` (500 terms:
     the dot products), is traced but never used: the optimised graph the plan reads for the
-    dot products no longer holds it; the output layer's ``d @ W2.T`` (10 terms) copies B^T.
-    The batch has few rows (`small_gemm.few_alone`), so the products take lumen's kernels."""
+    dot products no longer holds it; the output layer's ``d @ W2.T`` (10 terms) copies B^T."""
     def loss(params, x, y):
         w1, w2 = params
         return lumen.nn.crossentropy(np.tanh(x @ w1) @ w2, y)
@@ -318,7 +304,7 @@ def test_the_plan_of_the_optimised_graph_leaves_out_unused_gradients():
     def step(w1, w2, x, y):
         return lumen.grad(loss)((w1, w2), x, y)
     rng = np.random.default_rng(0)
-    batch = few_rows(1)
+    batch = 60
     args = (rng.standard_normal((784, 500)).astype(np.float32),
             rng.standard_normal((500, 10)).astype(np.float32),
             rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch))

@@ -50,13 +50,11 @@ class _Evaluator:
         return self._value(a) * self._value(b)
 
 
-def takes_dots(letter: str, features: str, threads: int, ta: str, tb: str, m: int, n: int,
-               k: int) -> bool:
+def takes_dots(letter: str, features: str, ta: str, tb: str, m: int, n: int, k: int) -> bool:
     """Whether the product function runs an m x k by k x n product (``ta``, ``tb``: "N" or
-    "T", BLAS's flags) on `small_gemm`'s dot products, with ``threads`` threads."""
+    "T", BLAS's flags) on `small_gemm`'s dot products."""
     b = _Evaluator()
-    return (tb == "T" and small_products_choice(b, letter, features, threads, ord(ta), ord(tb),
-                                                m, n, k)
+    return (tb == "T" and small_products_choice(b, letter, features, ord(ta), ord(tb), m, n, k)
             and not small_gemm.copies_transposed_b(b, small_gemm.lanes(letter, features), m, k))
 
 
@@ -66,9 +64,8 @@ def product_letters(graph) -> set:
     return {letter for _, letter in _products(graph)}
 
 
-def dots_letters(graph, features: str, threads: int) -> set:
-    """The prefixes whose dot products a product of ``graph`` takes at its traced sizes on
-    ``threads`` threads."""
+def dots_letters(graph, features: str) -> set:
+    """The prefixes whose dot products a product of ``graph`` takes at its traced sizes."""
     dots = set()
     for node, letter in _products(graph):
         a, b = node.inputs[:2]
@@ -77,7 +74,7 @@ def dots_letters(graph, features: str, threads: int) -> set:
         # (..., M, K) @ (K, N) is one product of all the rows (`lower.linalg`)
         rows = a.shape[:-1] if b.ndim == 2 else a.shape[-2:-1]
         m, k, n = int(np.prod([d.hint for d in rows])), a.shape[-1].hint, b.shape[-1].hint
-        if takes_dots(letter, features, threads, _flag(a), _flag(b), m, n, k):
+        if takes_dots(letter, features, _flag(a), _flag(b), m, n, k):
             dots.add(letter)
     return dots
 

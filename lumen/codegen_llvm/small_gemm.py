@@ -67,7 +67,7 @@ ROWS_FIRST_BYTES = 256 << 10
 #: Terms per block: a block of a panel of B is KC x PANEL vectors (128 KiB with AVX-512).
 KC = 512
 #: Heights of the dot-product tiles in rows of A, and their width in rows of B.
-DOT_TILES, DOT_COLS = (4, 2, 1), 4
+DOT_TILES, DOT_COLS = (6, 4, 2, 1), 4
 #: A product runs on the OpenMP team from this many multiply-adds (~40 µs on one core: waking
 #: the team costs several µs), or where B has this many elements (a few rows of C stream a
 #: large B from memory, faster on two cores).
@@ -76,26 +76,17 @@ PARALLEL_WORK, PARALLEL_B = 1 << 22, 1 << 20
 COPY_MIN_ROWS = 4
 #: Products up to this many multiply-adds always run here (BLAS's call costs ~1 µs).
 TINY = 1 << 15
-#: "Few" rows or terms (`lower.linalg.small_products_choice`): `FEW` where the product may run
-#: on a team of threads, `few_alone` on one. Measured against OpenBLAS 0.3.31 through MLP
-#: training steps at batches 10-60. On Zen 4, whose 512-bit multiply-adds run as two halves,
-#: these kernels won up to 64 (OpenBLAS's packed ones reached 73-90 % of their square-matrix
-#: speed). On Zen 5, whose units are full width, OpenBLAS's won from 32 rows on one core: the
-#: 784-500-10 step at batch 60 took 0.47 ms with them against 0.53 here, at 32 rows 0.30
-#: against 0.315, at 20 rows 0.220 against 0.212 (at 10 rows these kernels took 30 % less);
-#: on two cores these kernels' split of the rows still won (784-1000^3-10 at batch 60:
-#: 3.2-3.5 ms against 3.56 with OpenBLAS's jobs on the team).
-FEW, FEW_ALONE_BY_CPU = 64, {"znver5": 24}
+#: "Few" rows or terms (`lower.linalg.small_products_choice`), measured against OpenBLAS
+#: 0.3.31 through MLP training steps at batches 10-60 (OpenBLAS's packed kernels reached 73-90 %
+#: of their square-matrix speed there). On Zen 5, whose 512-bit units are full width, these
+#: kernels needed their tiles of 6 rows by 4 vectors (24 accumulators; with 2 vectors, a load
+#: for every 1.5 multiply-adds) to win on one core: 784-1000^3-10 at batch 60, 5.70 ms against
+#: 6.19 with OpenBLAS's, at batch 32 3.72 against 4.04.
+FEW = 64
 #: B transposed takes the dot products from `DOT_MIN_VECTORS` vectors of terms on (each dot
 #: product ends in a sum of lanes), else a copy of B^T.
 DOT_MIN_VECTORS = 8
 _N, _T = ord("N"), ord("T")
-
-
-def few_alone(cpu: str) -> int:
-    """How many rows or terms are "few" for a product on one thread of the CPU LLVM names
-    ``cpu`` (`FEW_ALONE_BY_CPU`)."""
-    return FEW_ALONE_BY_CPU.get(cpu, FEW)
 
 
 def vector_bytes(features: str) -> int:
@@ -259,8 +250,8 @@ class _Emitter:
                   for v in range(vectors)]
             ahead = b.add(p, ir_text.Constant(i64, PREFETCH_ROWS))
             ahead = b.mul(b.select(b.icmp_signed(">", ahead, last), last, ahead), ldb)
-            reach = (1 if masked else PANEL) * self.lanes * self.size   # a panel's width, or
-            for line in range(0, reach, 64):                           # at its edge a vector
+            reach = (vectors if masked else PANEL) * self.lanes * self.size  # a panel's width,
+            for line in range(0, reach, 64):                        # or at its edge the tile's
                 self.prefetch(b, bb, b.add(ahead, ir_text.Constant(i64, line // self.size)))
             at = b.mul(p, sap)
             out = []
@@ -320,43 +311,55 @@ class _Emitter:
         b.ret_void()
         return fn
 
-    @staticmethod
-    def vectors(rows, masked):
+    def vectors(self, rows):
         """Vectors of columns per row tile: enough for the multiply-adds to hide each other's
-        latency; one at the ragged edge of C (a narrow C, ``h @ W_out`` with 10 classes, is
-        all edge)."""
-        return 1 if masked else PANEL if rows <= 2 else PANEL // 2
+        latency, as many as the registers hold (a whole panel with AVX-512's 32, half of it
+        for a tall tile with 16)."""
+        return PANEL if rows <= 2 or self.lanes * self.size == 64 else PANEL // 2
 
     def tile_at(self):
         """``at(i, j, m, a, sai, sap, b, ldb, c, old, n, kc, alpha, scale, j_hi)``: the tiles
-        of the row block at i and the panel at j (masked where the panel passes j_hi)."""
-        tiles = {(rows, masked): self.row_tile(rows, self.vectors(rows, masked), masked)
-                 for rows in ROW_TILES for masked in (False, True)}
+        of the row block at i and the panel at j. Where the panel passes j_hi, masked tiles:
+        as wide as the others where more than a vector of columns is left (``h @ W`` with 500
+        or 1000 columns ends in 52 or 40), else one vector (a narrow C, ``h @ W_out`` with 10
+        classes, is all edge)."""
+        tiles = {(rows, v, masked): self.row_tile(rows, v, masked)
+                 for rows in ROW_TILES for v, masked in ((self.vectors(rows), False),
+                                                         (self.vectors(rows), True), (1, True))}
         fn, b = self.function("at", [i64, i64, i64, self.tp, i64, i64, self.tp, i64, self.tp,
                                      self.tp, i64, i64, self.t, self.t, i64])
         i, j, m, a, sai, sap, bb, ldb, c, old_c, n, kc, alpha, scale, j_hi = fn.args
-        span = PANEL * self.lanes
+        span = ir_text.Constant(i64, PANEL * self.lanes)
         left = b.sub(j_hi, j)
-        full, part = fn.append_basic_block("panel.full"), fn.append_basic_block("panel.part")
-        b.cbranch(b.icmp_signed(">=", left, ir_text.Constant(i64, span)), full, part)
-        for masked, start in ((False, full), (True, part)):
+        end = b.select(b.icmp_signed("<", left, span), left, span)
+
+        def run(b, rows, at, vectors, masked):
+            tile, step = tiles[rows, vectors, masked], vectors * self.lanes
+            row = b.add(i, at)
+            a_row, ij = b.gep(a, [b.mul(row, sai)]), b.add(b.mul(row, n), j)
+
+            def columns(b, s, _):
+                off = b.add(ij, s)
+                b.call(tile, [a_row, sai, sap, b.gep(bb, [b.add(j, s)]), ldb, b.gep(c, [off]),
+                              b.gep(old_c, [off]), n, kc, alpha, scale,
+                              b.sub(left, s) if masked else ir_text.Constant(i64, step)])
+                return []
+            self.loop(b, ir_text.Constant(i64, 0), end, ir_text.Constant(i64, step), [], columns, "s")
+
+        def full(b, rows, at):
+            run(b, rows, at, self.vectors(rows), False)
+
+        def edge(b, rows, at):
+            with b.if_else(b.icmp_signed(">", left, ir_text.Constant(i64, self.lanes))) as (wide, one):
+                with wide:
+                    run(b, rows, at, self.vectors(rows), True)
+                with one:
+                    run(b, rows, at, 1, True)
+
+        whole, part = fn.append_basic_block("panel.full"), fn.append_basic_block("panel.part")
+        b.cbranch(b.icmp_signed(">=", left, span), whole, part)
+        for call, start in ((full, whole), (edge, part)):
             b.position_at_end(start)
-
-            def call(b, rows, at, masked=masked):
-                tile = tiles[rows, masked]
-                step = self.vectors(rows, masked) * self.lanes
-                row = b.add(i, at)
-                a_row, ij = b.gep(a, [b.mul(row, sai)]), b.add(b.mul(row, n), j)
-
-                def columns(b, s, _):
-                    off = b.add(ij, s)
-                    b.call(tile, [a_row, sai, sap, b.gep(bb, [b.add(j, s)]), ldb,
-                                  b.gep(c, [off]), b.gep(old_c, [off]), n, kc, alpha, scale,
-                                  b.sub(left, s) if masked else ir_text.Constant(i64, step)])
-                    return []
-                end = b.select(b.icmp_signed("<", left, ir_text.Constant(i64, span)), left,
-                               ir_text.Constant(i64, span)) if masked else ir_text.Constant(i64, span)
-                self.loop(b, ir_text.Constant(i64, 0), end, ir_text.Constant(i64, step), [], columns, "s")
             self.by_height(b, self.at_most(b, b.sub(m, i), ROW_TILES[0]), ROW_TILES, call)
             b.ret_void()
         return fn

@@ -440,14 +440,6 @@ def threads_from_environment() -> int:
         return os.cpu_count() or 1
 
 
-def planned_threads() -> int:
-    """The thread count compiled code will read (``lumen_num_threads``), for decisions taken
-    ahead of a call (`product_plan`), also while the runtime is still being registered on
-    another thread. Where libgomp turns out to be missing it is 1 instead: the guess costs a
-    module linked ahead for nothing, never a result."""
-    return num_threads.value if _openmp_loaded else _threads_asked()
-
-
 def _threads_asked() -> int:
     """`set_num_threads`'s count, else LUMEN_NUM_THREADS or the CPU count."""
     return _requested_threads or threads_from_environment()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from ..codegen_llvm.symbols import link_small_products, planned_threads, resolve_dots
+from ..codegen_llvm.symbols import link_small_products, resolve_dots
 from ..codegen_llvm.target import (assembly, compile_objects, disk_cache_info, host_features,
                                     link_runtime, optimise, runtime_linked)
 from ..ir.dims import size_test
@@ -109,7 +109,7 @@ def compile_graph(graph, out_tree, options) -> CompiledEntry:
             threading.Thread(target=_link_runtime_quietly, args=(letters, ()),
                              daemon=True).start()
         optimized = _optimize(graph, options, check=options.get("debug", False))
-        dots = dots_letters(optimized, host_features(), planned_threads())   # those that remain
+        dots = dots_letters(optimized, host_features())          # the products that remain
         if dots:
             threading.Thread(target=_link_runtime_quietly, args=((), dots), daemon=True).start()
         objects = compile_objects(_lower(optimized, options))

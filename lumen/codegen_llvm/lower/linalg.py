@@ -6,10 +6,10 @@ import llvmlite.ir as ir
 import numpy as np
 
 from ..llvmtypes import f32, f64, i8, i8p, i32, i64, value_type
-from ..parallel import parallel_range, run_time_setting
+from ..parallel import parallel_range
 from .. import small_gemm
 from ..symbols import blas
-from ..target import host_cpu, host_features
+from ..target import host_features
 from .loops import align, copy, nest, strided_copy_function
 from .scalar import LOWER as SCALAR, cast
 
@@ -159,12 +159,11 @@ class _Gemm:
                          b.gep(self.old.data, [off_c])])
 
 
-def small_products_choice(b, letter, features, threads, ta, tb, m, n, k):
+def small_products_choice(b, letter, features, ta, tb, m, n, k):
     """IR (at ``b``) for whether the product goes to `small_gemm.NAMES`[letter] rather than BLAS:
-    products of matrices, tiny ones or those with few rows or few terms (`small_gemm.FEW`,
-    or `small_gemm.few_alone` on the host CPU where ``threads``, the run-time thread count,
-    is 1), B untransposed, or B transposed and A not, where few rows suit the dot products
-    and few terms the copy of B^T.
+    products of matrices, tiny ones or those with few rows or few terms (`small_gemm.FEW`), B
+    untransposed, or B transposed and A not, where few rows suit the dot products and few
+    terms the copy of B^T.
     Not both operands transposed, nor a single row or column of C: BLAS's ?gemv streams a
     large matrix past one row faster on two cores (an RNN's ``h @ W_h``: W4 at H = 500 and
     1000 on two threads took 1.2-1.5x as long through these kernels), as fast on one, and
@@ -173,10 +172,8 @@ def small_products_choice(b, letter, features, threads, ta, tb, m, n, k):
         return ir.Constant(i64, x)
     plain_a = b.icmp_unsigned("==", ta, ir.Constant(i8, ord("N")))
     plain_b = b.icmp_unsigned("==", tb, ir.Constant(i8, ord("N")))
-    few = b.select(b.icmp_signed(">", threads, ir.Constant(i32, 1)), const(small_gemm.FEW),
-                   const(small_gemm.few_alone(host_cpu())))
-    few_rows = b.icmp_signed("<=", m, few)
-    few_terms = b.icmp_signed("<=", k, few)
+    few_rows = b.icmp_signed("<=", m, const(small_gemm.FEW))
+    few_terms = b.icmp_signed("<=", k, const(small_gemm.FEW))
     short = b.icmp_signed("<", k, const(small_gemm.DOT_MIN_VECTORS
                                           * small_gemm.lanes(letter, features)))
     transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
@@ -215,8 +212,7 @@ def _product_function(ctx, dtype):
     ta, tb, m, n, k, alpha, a, lda, b_, ldb, beta, c, c_in = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     own = ctx.function(small_gemm.NAMES[prefix], i32, [a.type for a in fn.args])
-    threads = b.load(run_time_setting(ctx.module, "lumen_num_threads", i32))
-    with b.if_then(small_products_choice(b, prefix, host_features(), threads, ta, tb, m, n, k)):
+    with b.if_then(small_products_choice(b, prefix, host_features(), ta, tb, m, n, k)):
         with b.if_then(b.icmp_signed("==", b.call(own, list(fn.args)), ir.Constant(i32, 0))):
             b.ret_void()
     with b.if_then(b.and_(b.fcmp_unordered("une", beta, ir.Constant(ft, 0.0)),
