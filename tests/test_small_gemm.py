@@ -220,6 +220,11 @@ def test_which_products_take_the_kernels(choice, letter):
     assert not taken("N", "N", few + 1, 1000, 1000)  # ... a larger one: BLAS packs and wins
     assert taken("T", "N", 1000, 1000, few)          # the weight update
     assert not taken("T", "N", 1000, 1000, few + 1)
+    aliased = small_gemm.ALIASED_ROW // (4 if letter == "s" else 8)
+    assert not taken("T", "N", 2 * aliased, 2 * aliased, 60)   # rows in the same L1 sets
+    assert not taken("T", "N", 1000, aliased, 60)
+    assert taken("T", "N", 1000, aliased + 8, 60)
+    assert taken("N", "N", 60, 2 * aliased, 2 * aliased)       # few rows: these kernels still
     assert taken("N", "T", few, 1000, 1000)          # back through a layer
     assert taken("N", "T", few, 1000, 10)            # ... the output layer (a copy of B^T)
     assert not taken("N", "N", 1, 80, 200)           # one row, tiny or not: BLAS's ?gemv
@@ -247,7 +252,7 @@ def test_the_plan_evaluates_the_compiled_choice(choice):
     for letter in "sd":
         taken = choice(letter)
         for ta, tb in (("N", "N"), ("T", "N"), ("N", "T"), ("T", "T")):
-            for m, n, k in itertools.product(sizes, (1, 2, 10, 500), sizes):
+            for m, n, k in itertools.product(sizes, (1, 2, 10, 500, 512, 1024), sizes):
                 planned = small_products_choice(evaluator, letter, features, ord(ta), ord(tb),
                                                 m, n, k)
                 assert bool(planned) == taken(ta, tb, m, n, k), (letter, ta, tb, m, n, k)

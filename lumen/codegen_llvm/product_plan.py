@@ -49,6 +49,9 @@ class _Evaluator:
     def mul(self, a, b):
         return self._value(a) * self._value(b)
 
+    def urem(self, a, b):
+        return self._value(a) % self._value(b)
+
 
 def takes_dots(letter: str, features: str, ta: str, tb: str, m: int, n: int, k: int) -> bool:
     """Whether the product function runs an m x k by k x n product (``ta``, ``tb``: "N" or
