@@ -392,8 +392,11 @@ def test_emulated_strided_arguments_and_fresh_results(emulated_gpu):
 def test_emulated_errors_are_raised_as_on_the_cpu(emulated_gpu):
     with pytest.raises(ValueError, match="negative integer powers"):
         lumen.jit(lambda n, k: n ** k, device="gpu")(np.arange(3), np.array([1, -1, 2]))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="out of bounds for axis 0 with size 3"):
         lumen.jit(lambda x, i: x[i], device="gpu")(np.ones(3), np.array([3]))
+    with pytest.raises(IndexError, match="out of bounds for axis 0 with size 3"):
+        lumen.jit(lumen.grad(lambda x, i: (x[i] ** 2).sum()), device="gpu")(
+            np.ones(3), np.array([0, -4]))
     with pytest.raises(ValueError):
         lumen.jit(lambda x, y: x + y, device="gpu")(np.ones(3), np.ones(4))
 
@@ -509,7 +512,10 @@ def test_gpu_mlp_training_steps_match_numpy():
 def test_gpu_errors_are_raised_as_on_the_cpu():
     with pytest.raises(ValueError, match="negative integer powers"):
         lumen.jit(lambda n, k: n ** k, device="gpu")(np.arange(3), np.array([1, -1, 2]))
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="out of bounds for axis 0 with size 3"):
         lumen.jit(lambda x, i: x[i], device="gpu")(np.ones(3), np.array([3]))
+    with pytest.raises(IndexError, match="out of bounds for axis 0 with size 3"):
+        lumen.jit(lumen.grad(lambda x, i: (x[i] ** 2).sum()), device="gpu")(
+            np.ones(3), np.array([0, -4]))
     with pytest.raises(ValueError):
         lumen.jit(lambda x, y: x + y, device="gpu")(np.ones(3), np.ones(4))

@@ -130,7 +130,7 @@ class GpuExecutable:
     def __init__(self, device, optimized, traced, module, launches, errors):
         self.device = device
         self.cp = cp = device.cp
-        self.kernels = {node: (module.get_function(spec.name), spec)
+        self.kernels = {node: (module.get_function(spec.name), spec, {})
                         for node, spec in launches.items()}
         assert set(self.kernels) == set(kernel_nodes(optimized))
         self.errors = errors
@@ -150,6 +150,9 @@ class GpuExecutable:
         arrays += self.captured
         run = GpuRun(self)
         outs = run.graph(self.graph, arrays, Sizes([a.shape for a in arrays]))
+        for outside, message in run.index_errors:      # reads them back: synchronises
+            if bool(outside):
+                raise IndexError(message)
         if run.may_have_failed:
             self._raise_flagged()
         results = self._fresh(outs, arrays)
@@ -201,6 +204,8 @@ class GpuRun:
         self.scatter_add = executable.device.scatter_add
         self.constant = executable.constant
         self.may_have_failed = False
+        #: (device flag, message) of every integer-array index check of the call so far
+        self.index_errors = []
 
     def graph(self, graph, arrays, sizes):
         """Run ``graph`` on device ``arrays`` -> its outputs. Every size check of its nodes is
@@ -215,9 +220,9 @@ class GpuRun:
         for node in graph.nodes:
             inputs = [env[v] for v in node.inputs]
             if node.op == "kernel":
-                function, spec = ex.kernels[node]
+                function, spec, plans = ex.kernels[node]
                 outs = [launch(self.cp, function, node, spec, inputs, sizes, ex.err,
-                               ex.device.max_blocks)]
+                               ex.device.max_blocks, plans)]
                 self.may_have_failed |= spec.can_fail
             else:
                 outs = gpu_ops.OPS[node.op](self, node, inputs, sizes)

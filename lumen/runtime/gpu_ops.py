@@ -9,9 +9,10 @@ arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an ar
 create.
 
 Reading a value back to the host synchronises with the GPU; only three things do: a ``while``
-condition and a ``cond`` predicate (the host must know them to go on) and the bounds check of
-integer-array indices (an index out of bounds is an IndexError, as on the CPU, never a read
-outside the array).
+condition and a ``cond`` predicate (the host must know them to go on) and the bounds checks of
+integer-array indices (an index out of bounds is an IndexError, as on the CPU, never an access
+outside the array): a scatter's before it writes, a gather's at the end of the call (CuPy
+wraps the index around until then).
 """
 from __future__ import annotations
 
@@ -43,15 +44,15 @@ def _concatenate(run, node, ins, sizes):
     return [run.cp.concatenate(ins, axis=node.params["axis"])]
 
 
-def _check_indices(node, x, indices):
-    """IndexError naming the axis when an index is outside [-n, n) (synchronises)."""
+def _outside(node, x, indices):
+    """(device flag, message) for each integer-array index: whether one is outside [-n, n)."""
     start = node.params["start"]
     for k, idx in enumerate(indices):
-        n = x.shape[start + k]
-        outside = idx >= n if idx.dtype.kind == "u" else (idx < -n) | (idx >= n)
-        if idx.size and bool(outside.any()):
-            raise IndexError(f"index out of bounds for axis {start + k} with size {n} in "
-                             f"{node.loc or node.op}")
+        if idx.size:
+            n = x.shape[start + k]
+            outside = idx >= n if idx.dtype.kind == "u" else (idx < -n) | (idx >= n)
+            yield outside.any(), (f"index out of bounds for axis {start + k} with size {n} "
+                                  f"in {node.loc or node.op}")
 
 
 def _key(node, indices):
@@ -59,14 +60,19 @@ def _key(node, indices):
 
 
 def _gather(run, node, ins, sizes):
+    """A read: CuPy wraps an index outside the array around; the check is read at the end of
+    the call (`GpuRun.index_errors`)."""
     x, *idx = ins
-    _check_indices(node, x, idx)
+    run.index_errors.extend(_outside(node, x, idx))
     return [x[_key(node, idx)]]
 
 
 def _scatter(run, node, ins, sizes):
+    """A write: checked before it runs (synchronises)."""
     x, v, *idx = ins
-    _check_indices(node, x, idx)
+    for outside, message in _outside(node, x, idx):
+        if bool(outside):
+            raise IndexError(message)
     out = x.copy()
     if node.params["mode"] == "add":      # gradients of x[idx]: float32 or float64
         run.scatter_add(out, _key(node, idx), v)
