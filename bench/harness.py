@@ -91,6 +91,8 @@ class Workload:
     device: str = "cpu"            # "gpu": inputs live on the GPU, every call is waited for (GpuAdapter)
     loop: Callable | None = None   # (step, *inputs) -> result: a Python loop (e.g. a training epoch)
     #                                around the step each builder returns, compiled by its adapter
+    chain_from: int | None = None  # a training step: its inputs from here on are the parameters,
+    #                                its results after the loss the new ones (``--chain``)
 
     def inputs(self, quick: bool, seed: int = 0) -> tuple:
         shape = self.quick_shape if quick else self.shape
@@ -392,18 +394,26 @@ class _Cell:
         loops = max(1, math.ceil(spec["target_s"] / one))
         # slow cells (one call > 0.3 s) take fewer repeats, but never fewer than 3
         rec.update(loops=loops, repeats=min(spec["repeats"], max(3, math.ceil(1.5 / (one * loops)))))
-        self.timed = (fn, args, adapter)
+        chain = wl.chain_from if spec.get("chain") else None
+        if spec.get("chain") and chain is None:
+            rec["note"] = "; ".join(filter(None, [rec["note"], "not a training step: not chained"]))
+        self.timed = (fn, list(args), adapter, chain)
 
     def time_repeat(self) -> float:
-        """One timed loop of ``loops`` calls, garbage collection off; seconds per call."""
-        fn, args, adapter = self.timed
+        """One timed loop of ``loops`` calls, garbage collection off; seconds per call. With
+        ``--chain`` a training step's new parameters are the next call's inputs."""
+        fn, args, adapter, chain = self.timed
         loops = self.rec["loops"]
         gc_was = gc.isenabled()
         gc.disable()
         try:
             t0 = time.perf_counter()
-            for _ in range(loops):
-                adapter.sync(fn(*args))
+            if chain is None:
+                for _ in range(loops):
+                    adapter.sync(fn(*args))
+            else:
+                for _ in range(loops):
+                    args[chain:] = adapter.sync(fn(*args))[1:]
             t = (time.perf_counter() - t0) / loops
         finally:
             if gc_was:
@@ -735,7 +745,10 @@ def header(args, thread_counts, vers, mach, load_start, records) -> str:
                  f"checked against NumPy, then the median of {args.repeats} repeats of a timed loop "
                  f"(each repeat ≥ {args.target * 1e3:.0f} ms), the processes of a table taking turns, one "
                  f"repeat each per round; vs NumPy = NumPy time / time (> 1 is faster)"
-                 + ("; **--quick: small sizes, smoke run only**" if args.quick else ""))
+                 + ("; **--quick: small sizes, smoke run only**" if args.quick else "")
+                 + ("; **--chain: each training step's new parameters are the next call's "
+                    "inputs** (the timed calls of other workloads reuse their inputs)"
+                    if args.chain else ""))
     loads = [r["loadavg"] for r in records if r.get("loadavg") is not None]
     if loads:
         busy = max(loads) > 0.5 * mach["cores"] + 0.5
@@ -760,6 +773,9 @@ def parse_args(argv=None):
                    help="only these implementations (repeatable; numpy is always run as the baseline)")
     p.add_argument("--torch", dest="torch_mode", choices=("eager", "compile"), default="eager",
                    help="run torch eagerly (default) or through torch.compile")
+    p.add_argument("--chain", action="store_true",
+                   help="training steps (W3, W4, W5): each call's new parameters are the next "
+                        "call's inputs, as in training, instead of every call reusing the same inputs")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5, quick 3)")
     p.add_argument("--target", type=float, default=None,
                    help="seconds each timed repeat lasts at least (default 0.1, quick 0.01)")
@@ -801,7 +817,8 @@ def main(argv=None) -> int:
     for w, t, impl, cache in cells:
         tables.setdefault((w.name, t), []).append(dict(
             workload=w.name, impl=impl, threads=t, quick=args.quick, repeats=args.repeats,
-            target_s=args.target, torch_mode=args.torch_mode, data_dir=data_dir, start=cache,
+            target_s=args.target, torch_mode=args.torch_mode, chain=args.chain,
+            data_dir=data_dir, start=cache,
             cache_dir=os.path.join(data_dir, "caches", f"{w.name}-{impl}-{t}")))
     done = 0
     try:

@@ -77,5 +77,5 @@ WORKLOADS += [
         make_inputs=w.make_inputs, impls={"lumen": _lumen_mlp, "cupy": _cupy_mlp},
         notes={"numpy": mlp.NOTES["numpy"], "lumen": mlp.NOTES["lumen"],
                "cupy": "(NumPy's hand-written backprop run by CuPy)"},
-        device="gpu", rtol=w.rtol, atol=w.atol)
+        device="gpu", rtol=w.rtol, atol=w.atol, chain_from=w.chain_from)
     for w in mlp.WORKLOADS]

@@ -428,6 +428,7 @@ WORKLOADS = [
              "loss = log Z (forward algorithm) - gold score; SGD step",
         dtype=DTYPE, shape=(*SHAPE, n_dir), quick_shape=(*QUICK_SHAPE, n_dir),
         n_inputs=2 + 3 * n_dir + 2, reference=numpy_step, make_inputs=make_inputs, bytes_moved=None,
+        chain_from=2,
         impls={"lumen": _lumen, "numba": _numba, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
         notes=_NOTES, **TOL)
     for n_dir in (1, 2)

@@ -248,6 +248,7 @@ WORKLOADS = [
         expr="h = tanh(h @ W + b) per hidden layer; loss = mean softmax cross-entropy; SGD step",
         dtype=DTYPE, shape=(batch, *sizes), quick_shape=_quick(sizes, batch),
         n_inputs=2 + 2 * (len(sizes) - 1), reference=numpy_step, make_inputs=make_inputs,
+        chain_from=2,
         bytes_moved=None,
         impls={"lumen": _lumen, "numba": _numba, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
         notes=NOTES, **TOL)

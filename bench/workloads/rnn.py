@@ -234,6 +234,7 @@ WORKLOADS = [
         expr="h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b); y_t = h_t @ Wy; "
              "loss = 0.5*mean((y-t)**2); SGD step of Wx, Wh, b, Wy",
         dtype=DTYPE, shape=(T, h), quick_shape=(T_QUICK, min(h, QUICK_MAX_H)), n_inputs=6,
+        chain_from=2,
         reference=numpy_step, make_inputs=make_inputs, bytes_moved=None,
         impls={"lumen": _lumen, "numba": _numba, "jax": _jax, "pytensor": _pytensor, "torch": _torch},
         notes=_NOTES, **TOL)
