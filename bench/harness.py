@@ -774,7 +774,7 @@ def parse_args(argv=None):
     p.add_argument("--torch", dest="torch_mode", choices=("eager", "compile"), default="eager",
                    help="run torch eagerly (default) or through torch.compile")
     p.add_argument("--chain", action="store_true",
-                   help="training steps (W3, W4, W5): each call's new parameters are the next "
+                   help="training steps (W3, W4, W5, G3): each call's new parameters are the next "
                         "call's inputs, as in training, instead of every call reusing the same inputs")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 5, quick 3)")
     p.add_argument("--target", type=float, default=None,

@@ -220,7 +220,7 @@ def test_which_products_take_the_kernels(choice, letter):
     assert not taken("N", "N", few + 1, 1000, 1000)  # ... a larger one: BLAS packs and wins
     assert taken("T", "N", 1000, 1000, few)          # the weight update
     assert not taken("T", "N", 1000, 1000, few + 1)
-    aliased = small_gemm.ALIASED_ROW // (4 if letter == "s" else 8)
+    aliased = small_gemm.ALIASED_ROW // small_gemm.item_bytes(letter)
     assert not taken("T", "N", 2 * aliased, 2 * aliased, 60)   # rows in the same L1 sets
     assert not taken("T", "N", 1000, aliased, 60)
     assert taken("T", "N", 1000, aliased + 8, 60)

@@ -101,8 +101,13 @@ def vector_bytes(features: str) -> int:
     return 64 if "+avx512f" in flags else 32 if "+avx" in flags else 16
 
 
+def item_bytes(letter: str) -> int:
+    """Bytes per element for BLAS's prefix ``letter`` ("s" or "d")."""
+    return 4 if letter == "s" else 8
+
+
 def lanes(letter: str, features: str) -> int:
-    return vector_bytes(features) // (4 if letter == "s" else 8)
+    return vector_bytes(features) // item_bytes(letter)
 
 
 def copies_transposed_b(b, lanes, m, k):
@@ -122,7 +127,7 @@ class _Emitter:
         self.module = module
         self.letter = letter
         self.t = f32 if letter == "s" else f64
-        self.size = 4 if letter == "s" else 8
+        self.size = item_bytes(letter)
         self.lanes = vbytes // self.size
         self.vec = ir.VectorType(self.t, self.lanes)
         self.tp = self.t.as_pointer()
@@ -350,13 +355,15 @@ class _Emitter:
                               b.gep(old_c, [off]), n, kc, alpha, scale,
                               b.sub(left, s) if masked else ir_text.Constant(i64, step)])
                 return []
-            self.loop(b, ir_text.Constant(i64, 0), end, ir_text.Constant(i64, step), [], columns, "s")
+            self.loop(b, ir_text.Constant(i64, 0), end, ir_text.Constant(i64, step), [], columns,
+                      "s")
 
         def full(b, rows, at):
             run(b, rows, at, self.vectors(rows), False)
 
         def edge(b, rows, at):
-            with b.if_else(b.icmp_signed(">", left, ir_text.Constant(i64, self.lanes))) as (wide, one):
+            wider = b.icmp_signed(">", left, ir_text.Constant(i64, self.lanes))
+            with b.if_else(wider) as (wide, one):
                 with wide:
                     run(b, rows, at, self.vectors(rows), True)
                 with one:

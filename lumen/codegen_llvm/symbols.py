@@ -316,7 +316,7 @@ def register_openmp() -> None:
     if _openmp_loaded:
         for name, symbol in _OPENMP.items():
             llvm.add_symbol(name, llvm.address_of_symbol(symbol))
-        num_threads.value = _threads_asked()
+        num_threads.value = _requested_threads or threads_from_environment()
         _prepare_team()
         # libgomp's threads do not survive fork: a forked child (a multiprocessing worker)
         # that started a team would wait for them for ever; there, loops run on one thread
@@ -438,11 +438,6 @@ def threads_from_environment() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:      # no sched_getaffinity (macOS)
         return os.cpu_count() or 1
-
-
-def _threads_asked() -> int:
-    """`set_num_threads`'s count, else LUMEN_NUM_THREADS or the CPU count."""
-    return _requested_threads or threads_from_environment()
 
 
 def set_num_threads(n: int) -> int:

@@ -65,8 +65,8 @@ def load_module(cp, ir_text, launches, arch):
 
 class GpuDevice:
     """What the executor uses of the device: ``cp``, the CuPy module; ``scatter_add``,
-    ``cupy.add.at`` (``cupyx.scatter_add`` before CuPy 13); ``max_blocks``, the largest grid launched (grid-stride loops cover
-    the rest)."""
+    ``cupy.add.at`` (``cupyx.scatter_add`` before CuPy 13); ``max_blocks``, the largest grid
+    launched (grid-stride loops cover the rest)."""
 
     def __init__(self, cp, scatter_add, max_blocks):
         self.cp, self.scatter_add, self.max_blocks = cp, scatter_add, max_blocks
@@ -150,9 +150,7 @@ class GpuExecutable:
         arrays += self.captured
         run = GpuRun(self)
         outs = run.graph(self.graph, arrays, Sizes([a.shape for a in arrays]))
-        for outside, message in run.index_errors:      # reads them back: synchronises
-            if bool(outside):
-                raise IndexError(message)
+        gpu_ops.raise_index_errors(run.index_errors)
         if run.may_have_failed:
             self._raise_flagged()
         results = self._fresh(outs, arrays)

@@ -55,6 +55,14 @@ def _outside(node, x, indices):
                                   f"in {node.loc or node.op}")
 
 
+def raise_index_errors(flags) -> None:
+    """Raise the IndexError of the first (device flag, message) whose flag is set (reads the
+    flags back: synchronises)."""
+    for outside, message in flags:
+        if bool(outside):
+            raise IndexError(message)
+
+
 def _key(node, indices):
     return (slice(None),) * node.params["start"] + tuple(indices)
 
@@ -70,9 +78,7 @@ def _gather(run, node, ins, sizes):
 def _scatter(run, node, ins, sizes):
     """A write: checked before it runs (synchronises)."""
     x, v, *idx = ins
-    for outside, message in _outside(node, x, idx):
-        if bool(outside):
-            raise IndexError(message)
+    raise_index_errors(_outside(node, x, idx))
     out = x.copy()
     if node.params["mode"] == "add":      # gradients of x[idx]: float32 or float64
         run.scatter_add(out, _key(node, idx), v)
