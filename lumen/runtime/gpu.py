@@ -4,10 +4,12 @@ The graph's kernels are one PTX module (`codegen_ptx`), loaded once per GPU arch
 a ``cupy.RawModule`` (the memory cache below is keyed by the module's NVVM IR and the
 architecture). A call walks the optimised graph on the host: NumPy arguments are copied to the
 device, CuPy arguments are used in place, each kernel node is one launch of its entry point,
-every other node is done by CuPy (`gpu_ops`: cuBLAS matrix products, views, control flow as
-host loops over the bodies' launches). Launches are asynchronous: the call returns CuPy arrays
-without waiting for the GPU, except where a value must be read back (`gpu_ops`) or a kernel
-that can fail (a negative integer power) ran -- its error word is read at the end of the call.
+every other node is done by CuPy (`gpu_ops`: views, indexing, control flow as host loops over
+the bodies' launches) or by cuBLAS (`gpu_blas`). Launches are asynchronous: the call returns
+CuPy arrays without waiting for the GPU, except where a value must be read back (`gpu_ops`) or
+a kernel that can fail (a negative integer power) ran -- its error word is read at the end of
+the call. From the second call with the same argument shapes, the walk is replaced by a CUDA
+graph of it where that pays (`gpu_replay`).
 
 Like the CPU's native code, the call returns NotImplemented, having done nothing, for
 arguments of another signature than the one it was compiled for (dtype, ndim, length-1 axes;
@@ -33,7 +35,9 @@ from ..devices import gpu, gpu_arch
 from ..errors import UnsupportedError
 from ..ir.ops import BODY_PARAMS
 from . import gpu_ops
+from .gpu_blas import Blas
 from .gpu_launch import launch
+from .gpu_replay import Replays, reads_on_host
 
 _modules: dict = {}
 _lock = threading.Lock()
@@ -66,10 +70,13 @@ def load_module(cp, ir_text, launches, arch):
 class GpuDevice:
     """What the executor uses of the device: ``cp``, the CuPy module; ``scatter_add``,
     ``cupy.add.at`` (``cupyx.scatter_add`` before CuPy 13); ``max_blocks``, the largest grid
-    launched (grid-stride loops cover the rest)."""
+    launched (grid-stride loops cover the rest); ``matmul(a, b)``, the matrix product
+    (`gpu_blas.Blas`); ``graphs``, whether calls may be captured and replayed as CUDA graphs
+    (`gpu_replay`)."""
 
-    def __init__(self, cp, scatter_add, max_blocks):
+    def __init__(self, cp, scatter_add, max_blocks, matmul, graphs):
         self.cp, self.scatter_add, self.max_blocks = cp, scatter_add, max_blocks
+        self.matmul, self.graphs = matmul, graphs
 
 
 def gpu_executable(optimized, traced) -> GpuExecutable:
@@ -83,8 +90,14 @@ def gpu_executable(optimized, traced) -> GpuExecutable:
     ir_text, launches, errors = nvvm_module(optimized)
     module = load_module(cp, ir_text, launches, gpu_arch())
     device = GpuDevice(cp, _scatter_add(cp),
-                       32 * cp.cuda.Device().attributes["MultiProcessorCount"])
+                       32 * cp.cuda.Device().attributes["MultiProcessorCount"], _blas(cp), True)
     return GpuExecutable(device, optimized, traced, module, launches, errors)
+
+
+@functools.cache
+def _blas(cp):
+    """The process's `Blas` (its cuBLAS binding is made once)."""
+    return Blas(cp)
 
 
 def _scatter_add(cp):
@@ -140,6 +153,9 @@ class GpuExecutable:
         self.captured = [cp.asarray(a) for a in traced.captured]
         self.constants = {}
         self.err = cp.zeros(1, dtype=np.int32)
+        #: whether a node reads device values on the host to decide what runs next
+        self.steered = reads_on_host(optimized)
+        self.replays = Replays(self) if device.graphs and not self.steered else None
         self.function = self.call
 
     def call(self, *leaves):
@@ -147,14 +163,25 @@ class GpuExecutable:
                 _accepts(self.cp, t, leaf) for t, leaf in zip(self.leaf_types, leaves)):
             return NotImplemented
         arrays = [self._to_device(leaf, t) for leaf, t in zip(leaves, self.leaf_types)]
-        arrays += self.captured
-        run = GpuRun(self)
-        outs = run.graph(self.graph, arrays, Sizes([a.shape for a in arrays]))
-        gpu_ops.raise_index_errors(run.index_errors)
-        if run.may_have_failed:
-            self._raise_flagged()
-        results = self._fresh(outs, arrays)
+        replay = self.replays and self.replays.get(arrays)
+        if replay:
+            results = replay(arrays)
+        else:
+            run, outs = self.walk(arrays)
+            gpu_ops.raise_index_errors(run.index_errors)
+            if run.may_have_failed:
+                self.raise_flagged()
+            results = self._fresh(outs, arrays + self.captured)
+            if self.replays:
+                self.replays.observe(arrays, run.nodes_run, results)
         return results[0] if len(results) == 1 else tuple(results)
+
+    def walk(self, arrays):
+        """Launch the graph on the call's device ``arrays`` (no checks read back) -> (the
+        `GpuRun`, its outputs)."""
+        arrays = arrays + self.captured
+        run = GpuRun(self)
+        return run, run.graph(self.graph, arrays, Sizes([a.shape for a in arrays]))
 
     def constant(self, node):
         """A ``const`` node's value on the device (copied there once)."""
@@ -171,7 +198,7 @@ class GpuExecutable:
             return cp.full((), leaf, dtype=t.dtype)
         return cp.asarray(np.asarray(leaf))
 
-    def _raise_flagged(self):
+    def raise_flagged(self):
         """Raise the error a kernel of this call flagged, if any (reads the error word:
         synchronises)."""
         code = int(self.err[0])
@@ -200,8 +227,12 @@ class GpuRun:
         self.executable = executable
         self.cp = executable.cp
         self.scatter_add = executable.device.scatter_add
+        self.matmul = executable.device.matmul
         self.constant = executable.constant
+        self.steered = executable.steered
         self.may_have_failed = False
+        #: nodes run so far, bodies' once per iteration (what replaying the call would save)
+        self.nodes_run = 0
         #: (device flag, message) of every integer-array index check of the call so far
         self.index_errors = []
 
@@ -214,6 +245,7 @@ class GpuRun:
                 if not check.holds(a, b):
                     raise check.error(f"{check.what} ({node.op} at {node.loc or node.op})")
         ex = self.executable
+        self.nodes_run += len(graph.nodes)
         env = dict(zip(graph.inputs, arrays))
         for node in graph.nodes:
             inputs = [env[v] for v in node.inputs]

@@ -3,16 +3,18 @@
 control flow as a host loop whose steps launch the body's kernels.
 
 ``OPS[op](run, node, inputs, sizes) -> outputs``: ``run`` is the executor (`GpuRun`: ``cp`` is
-CuPy, ``scatter_add`` is ``cupy.add.at``, ``run.graph(body, arrays, sizes)`` runs a nested
-graph, ``run.constant(node)`` is a ``const`` node's array on the device), ``inputs`` are device
-arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an array it did not
+CuPy, ``scatter_add`` is ``cupy.add.at``, ``matmul`` the matrix product (`gpu_blas`),
+``run.graph(body, arrays, sizes)`` runs a nested graph, ``run.constant(node)`` is a ``const``
+node's array on the device), ``inputs`` are device arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an array it did not
 create.
 
-Reading a value back to the host synchronises with the GPU; only three things do: a ``while``
-condition and a ``cond`` predicate (the host must know them to go on) and the bounds checks of
-integer-array indices (an index out of bounds is an IndexError, as on the CPU, never an access
-outside the array): a scatter's before it writes, a gather's at the end of the call (CuPy
-wraps the index around until then).
+Reading a value back to the host synchronises with the GPU; only two things do: a ``while``
+condition and a ``cond`` predicate (the host must know them to go on: `HOST_READS`), and the
+bounds checks of integer-array indices at the end of the call (an index out of bounds is an
+IndexError, as on the CPU, never an access outside the array: until then a gather's index is
+wrapped around by CuPy, a scatter's clipped to the axis). In a function with a ``while`` or a
+``cond`` a scatter's check is read before it writes, so that no decision on the host sees
+values written through a clipped index.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import numpy as np
 
 from ..ir.ops import control
 from ..ir.ops.movement import slice_key
+
+#: The nodes that read a device value on the host to decide what runs next.
+HOST_READS = frozenset({"while", "while_grad", "cond"})
 
 
 def _reshape(run, node, ins, sizes):
@@ -76,15 +81,28 @@ def _gather(run, node, ins, sizes):
 
 
 def _scatter(run, node, ins, sizes):
-    """A write: checked before it runs (synchronises)."""
+    """A write: its index checked at the end of the call and clipped to the axis until then,
+    or checked before it writes where the host steers the call (`GpuRun.steered`)."""
     x, v, *idx = ins
-    raise_index_errors(_outside(node, x, idx))
+    flags = list(_outside(node, x, idx))
+    if run.steered:
+        raise_index_errors(flags)
+    else:
+        run.index_errors.extend(flags)
+        idx = [_clipped(run.cp, i, x.shape[node.params["start"] + k]) for k, i in enumerate(idx)]
     out = x.copy()
     if node.params["mode"] == "add":      # gradients of x[idx]: float32 or float64
         run.scatter_add(out, _key(node, idx), v)
     else:
         out[_key(node, idx)] = v
     return [out]
+
+
+def _clipped(cp, idx, n):
+    """``idx`` with every index inside an axis of ``n`` (negative ones counting from its end)."""
+    if not idx.size:
+        return idx
+    return cp.minimum(idx, n - 1) if idx.dtype.kind == "u" else cp.clip(idx, -n, n - 1)
 
 
 def _update_slice(run, node, ins, sizes):
@@ -95,13 +113,13 @@ def _update_slice(run, node, ins, sizes):
 
 
 def _matmul(run, node, ins, sizes):
-    return [run.cp.matmul(*ins).astype(node.out.dtype, copy=False)]
+    return [run.matmul(*ins).astype(node.out.dtype, copy=False)]
 
 
 def _gemm(run, node, ins, sizes):
     a, b, c = ins
     alpha, beta = node.params["alpha"], node.params["beta"]
-    out = run.cp.matmul(a, b)
+    out = run.matmul(a, b)
     if alpha != 1:
         out *= out.dtype.type(alpha)
     if beta:
