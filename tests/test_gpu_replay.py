@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import lumen
+from lumen.runtime.gpu_blas import Blas
 from lumen.runtime.gpu_replay import pays, reads_on_host
 
 from .test_ptx import FUNCTIONS, _host, _leaves, _mlp_step, init_mlp, needs_gpu
@@ -73,18 +74,16 @@ LAYOUTS = ["row-major", "column-major", "row slice", "column slice", "strided ro
 def test_gpu_blas_products_match_numpy(dtype, layout_a, layout_b):
     """In place for row- and column-major operands with any leading stride, a copy else."""
     import cupy
-    from lumen.runtime.gpu import _blas
     da, a = _in_layout(cupy, layout_a, (13, 8), dtype)
     db, b = _in_layout(cupy, layout_b, (8, 11), dtype)
     rtol = 1e-5 if dtype == "float32" else 1e-12
-    np.testing.assert_allclose(_blas(cupy)(da, db).get(), a @ b, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(Blas(cupy)(da, db).get(), a @ b, rtol=rtol, atol=rtol)
 
 
 @needs_gpu
 def test_gpu_blas_vectors_and_empty_products():
     import cupy
-    from lumen.runtime.gpu import _blas
-    blas = _blas(cupy)
+    blas = Blas(cupy)
     m = RNG.standard_normal((5, 4))
     v = RNG.standard_normal(5)
     dm, dv = cupy.asarray(m), cupy.asarray(v)

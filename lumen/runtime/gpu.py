@@ -163,8 +163,8 @@ class GpuExecutable:
                 _accepts(self.cp, t, leaf) for t, leaf in zip(self.leaf_types, leaves)):
             return NotImplemented
         arrays = [self._to_device(leaf, t) for leaf, t in zip(leaves, self.leaf_types)]
-        replay = self.replays and self.replays.get(arrays)
-        if replay:
+        replay = self.replays.get(arrays) if self.replays is not None else None
+        if replay is not None:
             results = replay(arrays)
         else:
             run, outs = self.walk(arrays)
@@ -172,7 +172,7 @@ class GpuExecutable:
             if run.may_have_failed:
                 self.raise_flagged()
             results = self._fresh(outs, arrays + self.captured)
-            if self.replays:
+            if self.replays is not None:
                 self.replays.observe(arrays, run.nodes_run, results)
         return results[0] if len(results) == 1 else tuple(results)
 
