@@ -55,7 +55,8 @@ def load_module(cp, ir_text, launches, arch):
     """The ``cupy.RawModule`` of NVVM module ``ir_text`` (whose kernels are ``launches``) for
     ``arch``; its PTX is compiled once per (NVVM IR, architecture, LLVM version) in this
     process."""
-    key = hashlib.sha256((ir_text + json.dumps(identity(arch), sort_keys=True)).encode()).hexdigest()
+    text = ir_text + json.dumps(identity(arch), sort_keys=True)
+    key = hashlib.sha256(text.encode()).hexdigest()
     with _lock:
         module = _modules.get(key)
         if module is None:

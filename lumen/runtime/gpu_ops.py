@@ -1,12 +1,12 @@
 """The primitives that are not kernels, on the GPU: each as CuPy does it on the host's side
-(matrix products through cuBLAS, movement as views where CuPy can, indexing, running sums) and
+(matrix products through lumen's cuBLAS calls, movement as views where CuPy can, indexing, running sums) and
 control flow as a host loop whose steps launch the body's kernels.
 
 ``OPS[op](run, node, inputs, sizes) -> outputs``: ``run`` is the executor (`GpuRun`: ``cp`` is
 CuPy, ``scatter_add`` is ``cupy.add.at``, ``matmul`` the matrix product (`gpu_blas`),
 ``run.graph(body, arrays, sizes)`` runs a nested graph, ``run.constant(node)`` is a ``const``
-node's array on the device), ``inputs`` are device arrays and ``sizes`` evaluates a `Dim` for this call. Nothing here mutates an array it did not
-create.
+node's array on the device), ``inputs`` are device arrays and ``sizes`` evaluates a `Dim`
+for this call. Nothing here mutates an array it did not create.
 
 Reading a value back to the host synchronises with the GPU; only two things do: a ``while``
 condition and a ``cond`` predicate (the host must know them to go on: `HOST_READS`), and the

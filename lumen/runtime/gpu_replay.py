@@ -47,22 +47,22 @@ def pays(nodes_run: int, nbytes: int) -> bool:
 
 
 class Replays:
-    """An executable's replays by argument shapes: the first call with new shapes runs eagerly
-    and is measured, the second is captured where replaying pays (None where it does not or
-    capture failed)."""
+    """An executable's replays by device and argument shapes: the first call with new shapes
+    runs eagerly and is measured, the second is captured where replaying pays (None where it
+    does not or capture failed)."""
 
     def __init__(self, executable):
         self.executable = executable
         self.replays: dict = {}
         self.first_calls: dict = {}
-        #: why the capture of a call failed, by argument shapes
+        #: why the capture of a call failed, by `_key`
         self.not_captured: dict = {}
         self.lock = threading.Lock()
 
     def get(self, arrays):
         """The replay for ``arrays`` (the call's device arguments), capturing it on the second
         call with their shapes; None: run eagerly."""
-        key = tuple(a.shape for a in arrays)
+        key = self._key(arrays)
         replay = self.replays.get(key)
         if replay is not None or key in self.replays or key not in self.first_calls:
             return replay
@@ -81,10 +81,14 @@ class Replays:
 
     def observe(self, arrays, nodes_run, results):
         """Note an eager call with new argument shapes."""
-        key = tuple(a.shape for a in arrays)
+        key = self._key(arrays)
         if key not in self.replays:
             self.first_calls[key] = (nodes_run, sum(a.nbytes for a in arrays)
                                      + sum(r.nbytes for r in results))
+
+    def _key(self, arrays):
+        """The current device and the arguments' shapes (a graph runs where it was captured)."""
+        return (self.executable.cp.cuda.Device().id, *(a.shape for a in arrays))
 
 
 class Replay:
