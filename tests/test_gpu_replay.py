@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import lumen
+from lumen.runtime import gpu_replay
 from lumen.runtime.gpu_blas import Blas
-from lumen.runtime.gpu_replay import pays, reads_on_host
+from lumen.runtime.gpu_replay import Replays, pays, reads_on_host
 
 from .test_ptx import FUNCTIONS, _host, _leaves, _mlp_step, init_mlp, needs_gpu
 
@@ -36,6 +37,45 @@ def test_replaying_pays_for_many_nodes_on_little_data_only():
     assert pays(60, 22_000_000)                 # a training step: 60 nodes, 22 MB moved
     assert not pays(1, 3 * 4 * 2**24)            # one elementwise kernel over 2**24 elements
     assert not pays(0, 0)
+
+
+class _CuPy:
+    """What `Replays` reads of CuPy: the current device's number."""
+    class cuda:
+        class Device:
+            id = 0
+
+
+class _Executable:
+    cp = _CuPy
+
+
+def test_replays_capture_the_second_call_with_a_shape_and_remember_declined_ones(monkeypatch):
+    """The choice alone, with the capture (which needs a GPU) recorded instead of made."""
+    captured = []
+    monkeypatch.setattr(gpu_replay, "Replay", lambda ex, arrays: captured.append(arrays) or
+                        len(captured))
+    replays = Replays(_Executable())
+    step, wide = [np.ones((4, 3))], [np.ones(2**22)]
+    assert replays.get(step) is None                    # the first call runs eagerly ...
+    replays.observe(step, 40, [np.ones(3)])             # ... and is measured
+    assert replays.get(step) == 1 and replays.get(step) == 1 and len(captured) == 1
+    assert replays.get([np.ones((5, 3))]) is None       # other shapes: their own first call
+    replays.observe(wide, 1, [np.ones(2**22)])          # one node over 64 MB: never pays
+    assert replays.get(wide) is None and replays.get(wide) is None
+    replays.observe(wide, 1, [np.ones(2**22)])
+    assert replays.get(wide) is None and len(captured) == 1
+
+    def refused(ex, arrays):
+        raise NotImplementedError("not during a capture")
+    monkeypatch.setattr(gpu_replay, "Replay", refused)
+    other = [np.ones((6, 3))]
+    replays.observe(other, 40, [np.ones(3)])
+    assert replays.get(other) is None and "not during a capture" in str(replays.not_captured)
+    for n in range(gpu_replay.MAX_SHAPES + 5):          # ever new shapes: bounded memory
+        replays.observe([np.ones((n, 2))], 40, [])
+    assert len(replays.first_calls) + len(replays.declined) <= gpu_replay.MAX_SHAPES
+    assert replays.get(step) == 1                       # a capture is kept
 
 
 def test_graphs_the_host_steers_are_never_captured():

@@ -28,6 +28,9 @@ from . import gpu_ops
 HOST_US_PER_NODE, COPY_BYTES_PER_US = 10.0, 1.0e6
 #: Argument shapes captured per function (each holds its buffers); others run eagerly.
 MAX_REPLAYS = 8
+#: Shapes remembered per function for the choice (seen once, or declined): a function called
+#: with ever new shapes starts over from this many.
+MAX_SHAPES = 1024
 #: Alignment of each result in the packed block (bytes).
 ALIGN = 256
 _DEVICE_TO_DEVICE = 3
@@ -48,14 +51,14 @@ def pays(nodes_run: int, nbytes: int) -> bool:
 
 class Replays:
     """An executable's replays by device and argument shapes: the first call with new shapes
-    runs eagerly and is measured, the second is captured where replaying pays (None where it
-    does not or capture failed)."""
+    runs eagerly and is measured, the second is captured where replaying pays; shapes where it
+    does not, or whose capture failed (``not_captured`` says why), run eagerly from then on."""
 
     def __init__(self, executable):
         self.executable = executable
         self.replays: dict = {}
         self.first_calls: dict = {}
-        #: why the capture of a call failed, by `_key`
+        self.declined: set = set()
         self.not_captured: dict = {}
         self.lock = threading.Lock()
 
@@ -64,27 +67,36 @@ class Replays:
         call with their shapes; None: run eagerly."""
         key = self._key(arrays)
         replay = self.replays.get(key)
-        if replay is not None or key in self.replays or key not in self.first_calls:
+        if replay is not None or key not in self.first_calls:
             return replay
         with self.lock:
-            if key in self.first_calls:
-                nodes_run, nbytes = self.first_calls.pop(key)
-                replay = None
-                if pays(nodes_run, nbytes) and len(self.replays) < MAX_REPLAYS:
-                    try:
-                        replay = Replay(self.executable, arrays)
-                    except Exception as exc:   # a CuPy call that refuses capture: eager
-                        self.not_captured[key] = f"{type(exc).__name__}: {exc}"
-                        replay = None
-                self.replays[key] = replay
-        return self.replays[key]
+            seen = self.first_calls.pop(key, None)
+            if seen is None:                        # another thread took it
+                return self.replays.get(key)
+            if pays(*seen) and len(self.replays) < MAX_REPLAYS:
+                try:
+                    replay = self.replays[key] = Replay(self.executable, arrays)
+                except Exception as exc:   # a CuPy call that refuses capture: eager
+                    self.not_captured[key] = f"{type(exc).__name__}: {exc}"
+            if replay is None:
+                self._make_room()
+                self.declined.add(key)
+        return replay
 
     def observe(self, arrays, nodes_run, results):
         """Note an eager call with new argument shapes."""
         key = self._key(arrays)
-        if key not in self.replays:
+        if key not in self.replays and key not in self.declined:
+            self._make_room()
             self.first_calls[key] = (nodes_run, sum(a.nbytes for a in arrays)
                                      + sum(r.nbytes for r in results))
+
+    def _make_room(self):
+        """Forget every shape seen once or declined when there are `MAX_SHAPES` of them."""
+        if len(self.first_calls) + len(self.declined) >= MAX_SHAPES:
+            self.first_calls.clear()
+            self.declined.clear()
+            self.not_captured.clear()
 
     def _key(self, arrays):
         """The current device and the arguments' shapes (a graph runs where it was captured)."""
