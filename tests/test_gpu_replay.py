@@ -9,7 +9,7 @@ import pytest
 
 import lumen
 from lumen.runtime import gpu_replay
-from lumen.runtime.gpu_blas import Blas
+from lumen.runtime.gpu_blas import OP_N, Blas, operand
 from lumen.runtime.gpu_replay import Replays, pays, reads_on_host
 
 from .test_ptx import FUNCTIONS, _host, _leaves, _mlp_step, init_mlp, needs_gpu
@@ -37,6 +37,24 @@ def test_replaying_pays_for_many_nodes_on_little_data_only():
     assert pays(60, 22_000_000)                 # a training step: 60 nodes, 22 MB moved
     assert not pays(1, 3 * 4 * 2**24)            # one elementwise kernel over 2**24 elements
     assert not pays(0, 0)
+
+
+@pytest.mark.parametrize("layout", ["row-major", "column-major", "row slice", "column slice",
+                                    "strided rows", "reversed", "one row", "one column"])
+def test_blas_operands_are_read_where_they_lie(layout):
+    """`gpu_blas.operand`'s (operation, leading dimension) read every element of the operand
+    where it lies (NumPy stands in for CuPy: the choice is only strides)."""
+    from numpy.lib.stride_tricks import as_strided
+    m = RNG.standard_normal((12, 10))
+    x = {"row-major": m, "column-major": np.asfortranarray(m), "row slice": m[:, 2:9],
+         "column slice": np.asfortranarray(m)[1:11], "strided rows": m[::3],
+         "reversed": m[::-1], "one row": m[3:4], "one column": m[:, 4:5]}[layout]
+    op, ld, y = operand(np, x)
+    size = y.itemsize
+    read = as_strided(y, x.shape, (ld * size, size) if op == OP_N else (size, ld * size))
+    np.testing.assert_array_equal(read, x)
+    assert ld >= max(1, x.shape[1] if op == OP_N else x.shape[0])
+    assert (y is x) == (layout != "reversed")
 
 
 class _CuPy:

@@ -2,8 +2,8 @@
 elementwise kernel (`cupy.ElementwiseKernel`) and the device's copy bandwidth (a CuPy array
 copy, G0); G3, W3's MLP training step on the GPU, next to the hand-written NumPy step run by
 CuPy (cuBLAS products, one CuPy kernel per NumPy operation). Inputs live on the device; every
-call is waited for (`harness.GpuAdapter`). On a machine without a GPU the lumen rows say "no GPU" (cupy's "not installed" without CuPy);
-NumPy's row is the CPU baseline."""
+call is waited for (`harness.GpuAdapter`). On a machine without a GPU the lumen rows say
+"no GPU" (cupy's "not installed" without CuPy); NumPy's row is the CPU baseline."""
 import numpy as np
 
 from ..harness import Workload, default_bytes_moved

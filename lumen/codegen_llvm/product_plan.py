@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from ..ir.ops import BODY_PARAMS
+from ..ir.ops import nested_nodes
 from . import small_gemm
 from .lower.linalg import small_products_choice
 
@@ -85,12 +85,9 @@ def dots_letters(graph, features: str) -> set:
 def _products(graph):
     """(node, BLAS prefix) of each float32 / float64 matrix product in ``graph`` and its
     loops' bodies."""
-    graphs = [graph]
-    while graphs:
-        for node in graphs.pop().nodes:
-            graphs += [node.params[key] for key in BODY_PARAMS.get(node.op, ())]
-            if node.op in ("matmul", "gemm") and node.out.dtype in (np.float32, np.float64):
-                yield node, "s" if node.out.dtype == np.float32 else "d"
+    for node in nested_nodes(graph):
+        if node.op in ("matmul", "gemm") and node.out.dtype in (np.float32, np.float64):
+            yield node, "s" if node.out.dtype == np.float32 else "d"
 
 
 def _flag(x) -> str:

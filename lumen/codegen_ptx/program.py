@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..ir.ops import BODY_PARAMS
+from ..ir.ops import nested_nodes
 from ..ir.ops.kernel import used_inputs
 from .context import KernelContext
 from .elementwise import lower_map
@@ -43,13 +43,7 @@ class PtxProgram:
 
 def kernel_nodes(graph) -> list:
     """The graph's kernel nodes, those in nested bodies included, in program order."""
-    out = []
-    for node in graph.nodes:
-        if node.op == "kernel":
-            out.append(node)
-        for key in BODY_PARAMS.get(node.op, ()):
-            out += kernel_nodes(node.params[key])
-    return out
+    return [node for node in nested_nodes(graph) if node.op == "kernel"]
 
 
 def nvvm_module(graph):

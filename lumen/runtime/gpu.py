@@ -33,7 +33,7 @@ from ..codegen_ptx.program import kernel_nodes, nvvm_module
 from ..codegen_ptx.target import compile_ptx, identity
 from ..devices import gpu, gpu_arch
 from ..errors import UnsupportedError
-from ..ir.ops import BODY_PARAMS
+from ..ir.ops import nested_nodes
 from . import gpu_ops
 from .gpu_blas import Blas
 from .gpu_launch import launch
@@ -126,14 +126,8 @@ class Sizes:
 
 def unsupported_node(graph):
     """The first node of ``graph`` (bodies included) the GPU cannot run, or None."""
-    for node in graph.nodes:
-        if node.op != "kernel" and node.op not in gpu_ops.OPS:
-            return node
-        for key in BODY_PARAMS.get(node.op, ()):
-            inner = unsupported_node(node.params[key])
-            if inner is not None:
-                return inner
-    return None
+    return next((node for node in nested_nodes(graph)
+                 if node.op != "kernel" and node.op not in gpu_ops.OPS), None)
 
 
 class GpuExecutable:

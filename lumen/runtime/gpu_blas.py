@@ -37,14 +37,19 @@ def library_path() -> str | None:
 def operand(cp, x):
     """(cuBLAS operation, leading dimension, array) reading ``x`` (r x c) as the column-major
     c x r matrix that the swapped product C^T = B^T A^T takes: in place where ``x`` is row- or
-    column-major with a positive leading stride, else a C-contiguous copy."""
+    column-major with a positive leading stride that cuBLAS's int holds, else a C-contiguous
+    copy."""
     r, c = x.shape
     size = x.itemsize
     s0, s1 = x.strides
     if (c == 1 or s1 == size) and (r == 1 or (s0 > 0 and s0 % size == 0 and s0 // size >= c)):
-        return OP_N, max(c, s0 // size if r > 1 else c, 1), x
-    if (r == 1 or s0 == size) and (c == 1 or (s1 > 0 and s1 % size == 0 and s1 // size >= r)):
-        return OP_T, max(r, s1 // size if c > 1 else r, 1), x
+        op, ld = OP_N, max(c, s0 // size if r > 1 else c, 1)
+    elif (r == 1 or s0 == size) and (c == 1 or (s1 > 0 and s1 % size == 0 and s1 // size >= r)):
+        op, ld = OP_T, max(r, s1 // size if c > 1 else r, 1)
+    else:
+        op, ld = OP_N, 0
+    if ld and ld <= _INT_MAX:
+        return op, ld, x
     return OP_N, max(c, 1), cp.ascontiguousarray(x)
 
 
@@ -84,7 +89,7 @@ class Blas:
         a2 = a.reshape(1, -1) if a.ndim == 1 else a
         b2 = b.reshape(-1, 1) if b.ndim == 1 else b
         (m, k), n = a2.shape, b2.shape[1]
-        if max(m, n, k) > _INT_MAX // 2:
+        if max(m, n, k) > _INT_MAX:
             return cp.matmul(a, b)
         out = cp.empty((m, n), a.dtype)
         if k == 0:

@@ -1,6 +1,6 @@
 """The primitives that are not kernels, on the GPU: each as CuPy does it on the host's side
-(matrix products through lumen's cuBLAS calls, movement as views where CuPy can, indexing, running sums) and
-control flow as a host loop whose steps launch the body's kernels.
+(matrix products through lumen's cuBLAS calls, movement as views where CuPy can, indexing,
+running sums) and control flow as a host loop whose steps launch the body's kernels.
 
 ``OPS[op](run, node, inputs, sizes) -> outputs``: ``run`` is the executor (`GpuRun`: ``cp`` is
 CuPy, ``scatter_add`` is ``cupy.add.at``, ``matmul`` the matrix product (`gpu_blas`),

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from ..ir.ops import BODY_PARAMS
+from ..ir.ops import nested_nodes
 from . import gpu_ops
 
 #: Host time an eager call spends per node it runs, and the device copy rate assumed (bytes
@@ -38,9 +38,7 @@ _DEVICE_TO_DEVICE = 3
 
 def reads_on_host(graph) -> bool:
     """Whether ``graph`` (bodies included) has a node the host must wait for."""
-    return any(node.op in gpu_ops.HOST_READS
-               or any(reads_on_host(node.params[key]) for key in BODY_PARAMS.get(node.op, ()))
-               for node in graph.nodes)
+    return any(node.op in gpu_ops.HOST_READS for node in nested_nodes(graph))
 
 
 def pays(nodes_run: int, nbytes: int) -> bool:

@@ -178,10 +178,10 @@ def small_products_choice(b, letter, features, ta, tb, m, n, k):
                                           * small_gemm.lanes(letter, features)))
     transposed = b.and_(plain_a, b.select(short, b.or_(few_rows, few_terms), few_rows))
     matrices = b.and_(b.icmp_signed(">=", m, const(2)), b.icmp_signed(">=", n, const(2)))
-    # few terms, but rows of C a multiple of `small_gemm.ALIASED_ROW` bytes long: BLAS
-    aliased = b.icmp_signed("==", b.urem(b.mul(n, const(small_gemm.item_bytes(letter))),
-                                         const(small_gemm.ALIASED_ROW)), const(0))
-    update_here = b.select(aliased, ir.Constant(ir.IntType(1), 0), few_terms)
+    # few terms, unless rows of C are a multiple of `small_gemm.ALIASED_ROW` bytes long (BLAS)
+    unaliased = b.icmp_signed("!=", b.urem(b.mul(n, const(small_gemm.item_bytes(letter))),
+                                           const(small_gemm.ALIASED_ROW)), const(0))
+    update_here = b.and_(few_terms, unaliased)
     suits = b.select(plain_b, b.or_(few_rows, update_here), transposed)
     tiny = b.and_(b.or_(plain_a, plain_b),
                   b.icmp_signed("<=", b.mul(b.mul(m, n), k), const(small_gemm.TINY)))

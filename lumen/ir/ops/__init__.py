@@ -27,5 +27,16 @@ CONTROL = ops_of_kind(Kind.CONTROL)
 BODY_PARAMS = {"scan": ("body",), "while": ("cond", "body"), "while_grad": ("cond", "body", "vjp"),
                "cond": ("true", "false")}
 
+
+def nested_nodes(graph):
+    """Every node of ``graph`` and of the bodies it holds, in program order (a node, then
+    its bodies' nodes)."""
+    for node in graph.nodes:
+        yield node
+        for key in BODY_PARAMS.get(node.op, ()):
+            yield from nested_nodes(node.params[key])
+
+
 __all__ = ["OPS", "OpDef", "Kind", "ELEMENTWISE", "REDUCE", "MOVEMENT", "CONTROL", "BODY_PARAMS",
+           "nested_nodes",
            "ops_of_kind"]
