@@ -23,6 +23,12 @@ def kernels(fn, *args):
     return [n for n in graph.nodes if n.op == "kernel"]
 
 
+def result_kernel(fn, *args):
+    """The kernel that computes ``fn``'s (single) result."""
+    (out,) = lumen.jit(fn).lower(*args).optimized_graph().outputs
+    return out.node
+
+
 def n_kernels(fn, *args) -> int:
     return len(kernels(fn, *args))
 
@@ -77,6 +83,33 @@ def test_cheap_producer_over_a_smaller_space_is_inlined():
     f = lambda a, c: a + (c * 2 - 1)  # noqa: E731
     assert_kernels(f, A, c, count=1)
     check(f, A, c)
+
+
+@pytest.mark.parametrize("r_shape", [(7,), (1, 7)], ids=str)
+def test_cheap_row_repeated_down_the_rows_is_computed_once(r_shape):
+    """r * (1 - r * r) over a row, added to every row of a matrix: inlined, it would be
+    computed again for each row (LLVM hoists only what is the same along the innermost
+    axis); as a kernel of its own it is computed once and read."""
+    r = RNG.normal(size=r_shape)
+    f = lambda a, r: a + r * (1 - r * r)  # noqa: E731
+    assert_kernels(f, A, r, count=2)
+    consumer = result_kernel(f, A, r)
+    (row,) = (v.node for v in consumer.inputs if v.node is not None and v.node.op == "kernel")
+    assert scalar_ops(row) == ["multiply", "subtract", "multiply"]
+    assert scalar_ops(consumer) == ["add"]
+    check(f, A, r)
+
+
+def test_sgd_update_at_batch_one_reads_its_row_of_gradients():
+    """``W - lr * (h.T @ (d * (1 - t * t)))`` with one example: the outer product is
+    elementwise (simplify's matmul_of_one_term) and the tanh derivative, a row, is computed
+    once; the pass over W multiplies, adds BLAS's +0.0, scales and subtracts."""
+    w = RNG.normal(size=(5, 7)).astype(np.float32)
+    h, d, t = (RNG.normal(size=(1, n)).astype(np.float32) for n in (5, 7, 7))
+    f = lambda w, h, d, t: w - np.float32(0.01) * (h.T @ (d * (1 - t * t)))  # noqa: E731
+    assert_kernels(f, w, h, d, t, count=2)
+    assert scalar_ops(result_kernel(f, w, h, d, t)) == ["multiply", "add", "multiply", "subtract"]
+    check(f, w, h, d, t)
 
 
 def test_expensive_producer_over_a_smaller_space_is_not_recomputed_per_element():

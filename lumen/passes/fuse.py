@@ -11,7 +11,12 @@ A producer read by several consumers (or returned by the function) is inlined on
 is cheap (a few arithmetic operations): an expensive producer is never computed twice. A consumer
 that reads a value twice (``e * e``) is one reader: inlined ops are merged within a body. A cheap
 producer over a smaller space that broadcasts into the consumer's (the float count a ``mean``
-divides by, a row of shifts) is recomputed per element rather than given a kernel of its own.
+divides by, a column of shifts) is recomputed rather than given a kernel of its own -- where it
+is the same along the consumer's innermost axis, so that LLVM computes it once per row. A row
+(a value that varies along the innermost axis and is repeated down the rows) would be computed
+again for every row: it stays a kernel of its own, whose result the consumer reads. In an SGD
+step at batch 1, ``W - lr * (h.T * (d * (1 - t * t)))`` would otherwise compute ``d * (1 - t *
+t)`` at each of W's elements: three of the update's eight operations per element.
 """
 from __future__ import annotations
 
@@ -38,6 +43,16 @@ def _broadcasts_into(shape, space) -> bool:
     """A value of ``shape`` broadcasts to ``space`` (trailing axes aligned, 1 stretches)."""
     return len(shape) <= len(space) and \
         all(d == s or d.value == 1 for d, s in zip(reversed(shape), reversed(space)))
+
+
+def _repeated_row(shape, space) -> bool:
+    """A value of ``shape`` (broadcasting to ``space``) varies along the innermost axis and is
+    repeated along an outer one that may be longer than 1."""
+    if not shape or shape[-1].value == 1:
+        return False
+    lead = len(space) - len(shape)
+    return any(s.value != 1 and (k < lead or shape[k - lead].value == 1)
+               for k, s in enumerate(space[:-1]))
 
 
 class _Program:
@@ -118,14 +133,15 @@ class _Fuser:
 
     def operand(self, prog, value, space):
         """Bind one input: inline an elementwise producer over the same space that is used
-        once or cheap, or a cheap one that broadcasts into the space; otherwise read it from
-        memory."""
+        once or cheap, or a cheap one that broadcasts into the space without being a repeated
+        row; otherwise read it from memory."""
         p = value.node
         if p is None or p.op != "kernel" or p.params["reduce"] is not None:
             return prog.input(value)
         cheap = _is_cheap(p.params["body"])
         if _same_dims(value.shape, space) and (self.n_uses(value) <= 1 or cheap) or \
-                cheap and _broadcasts_into(value.shape, space):
+                cheap and _broadcasts_into(value.shape, space) and \
+                not _repeated_row(value.shape, space):
             return prog.inline(p.params["body"], [self.operand(prog, v, space) for v in p.inputs])
         return prog.input(value)
 
