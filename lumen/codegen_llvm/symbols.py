@@ -193,6 +193,20 @@ def _run_blas_on_team() -> None:
 _runtime_modules = []       # runtime support loaded here, kept while the process lives
 _small_lock = threading.Lock()
 _small_linked = set()       # the `small_gemm.NAMES` registered
+_small_objects = {}         # letter -> object code `compile_small_products` made, not yet linked
+
+
+def compile_small_products(letters) -> None:
+    """Make the object code of `small_gemm`'s kernels for these dtypes (compiled, or loaded
+    from the disk cache) for `link_small_products` to link. Compiling needs no symbols, so a
+    cold start's ~0.08 s of LLVM here need not wait for `register_symbols`. Any thread may
+    call it; a linker that comes meanwhile waits for it."""
+    for letter in sorted(set(letters) - _small_linked):
+        with _small_lock:
+            if letter not in _small_linked and letter not in _small_objects:
+                _small_objects[letter] = runtime_objects(_small_name(letter, ""),
+                                                         _small_ir(letter, small_gemm.module_ir),
+                                                         passes=False)
 
 
 def link_small_products(objects=None, letters=None) -> None:
@@ -210,7 +224,8 @@ def link_small_products(objects=None, letters=None) -> None:
             if letter in _small_linked:
                 continue
             name = small_gemm.NAMES[letter]
-            llvm.add_symbol(name, _kernels(letter, "", small_gemm.module_ir).address(name))
+            module = _kernels(letter, "", small_gemm.module_ir, _small_objects.pop(letter, None))
+            llvm.add_symbol(name, module.address(name))
             _small_linked.add(letter)
 
 
@@ -243,28 +258,46 @@ def resolve_dots(letter: str) -> int:
         return _dots_addresses[letter].value or 0
 
 
-def _kernels(letter, what, module_ir):
-    """One module of `small_gemm` kernels for this host, loaded for good."""
+def _small_name(letter, what) -> str:
+    return f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})"
+
+
+def _small_ir(letter, module_ir):
     from .target import host_features
-    return compile_for_good(
-        f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})",
-        functools.partial(module_ir, letter, host_features()), passes=False)
+    return functools.partial(module_ir, letter, host_features())
 
 
-def compile_for_good(name: str, module_ir, passes=True):
-    """A loaded module of runtime support code that generated code calls by name (the result
-    pool, the serial OpenMP stand-ins, the small matrix products), never unloaded: an array's
-    capsule may call into it after every compiled function is gone. Its object code is cached
-    on disk as a program's is (keyed by lumen's source and the target, so that
-    ``module_ir()``, its text, is only built when it is compiled): a process whose programs
-    all come from the disk cache runs LLVM for nothing. ``passes``: `compile_objects`'s."""
+def _kernels(letter, what, module_ir, objects=None):
+    """One module of `small_gemm` kernels for this host, loaded for good (``objects``: its
+    object code, where `compile_small_products` made it)."""
+    return compile_for_good(_small_name(letter, what), _small_ir(letter, module_ir),
+                            passes=False, objects=objects)
+
+
+def runtime_objects(name: str, module_ir, passes=True) -> list:
+    """The object code of runtime support (`compile_for_good`'s), from the disk cache or
+    compiled (and stored there); needs no symbols registered."""
     from ..runtime import disk_cache
-    from .target import LoadedModule, code_key, compile_objects, disk_cache_info
+    from .target import code_key, compile_objects, disk_cache_info
     key = code_key({"runtime": name})
     objects = disk_cache.load(key)
     if objects is None:
         objects = compile_objects(module_ir(), passes)
         disk_cache.store(key, objects, **disk_cache_info(f"lumen runtime: {name}"))
+    return objects
+
+
+def compile_for_good(name: str, module_ir, passes=True, objects=None):
+    """A loaded module of runtime support code that generated code calls by name (the result
+    pool, the serial OpenMP stand-ins, the small matrix products), never unloaded: an array's
+    capsule may call into it after every compiled function is gone. Its object code is cached
+    on disk as a program's is (keyed by lumen's source and the target, so that
+    ``module_ir()``, its text, is only built when it is compiled): a process whose programs
+    all come from the disk cache runs LLVM for nothing. ``passes``: `compile_objects`'s;
+    ``objects``: the code, where `runtime_objects` made it already."""
+    from .target import LoadedModule
+    if objects is None:
+        objects = runtime_objects(name, module_ir, passes)
     module = LoadedModule(objects, runtime=True)
     _runtime_modules.append(module)
     return module
