@@ -204,9 +204,8 @@ def compile_small_products(letters) -> None:
     for letter in sorted(set(letters) - _small_linked):
         with _small_lock:
             if letter not in _small_linked and letter not in _small_objects:
-                _small_objects[letter] = runtime_objects(_small_name(letter, ""),
-                                                         _small_ir(letter, small_gemm.module_ir),
-                                                         passes=False)
+                _small_objects[letter] = runtime_objects(
+                    *_small_module(letter, "", small_gemm.module_ir), passes=False)
 
 
 def link_small_products(objects=None, letters=None) -> None:
@@ -258,20 +257,18 @@ def resolve_dots(letter: str) -> int:
         return _dots_addresses[letter].value or 0
 
 
-def _small_name(letter, what) -> str:
-    return f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})"
-
-
-def _small_ir(letter, module_ir):
+def _small_module(letter, what, module_ir):
+    """(name, IR maker) of one module of `small_gemm` kernels for this host."""
     from .target import host_features
-    return functools.partial(module_ir, letter, host_features())
+    return (f"small matrix products{what} ({'float32' if letter == 's' else 'float64'})",
+            functools.partial(module_ir, letter, host_features()))
 
 
 def _kernels(letter, what, module_ir, objects=None):
     """One module of `small_gemm` kernels for this host, loaded for good (``objects``: its
     object code, where `compile_small_products` made it)."""
-    return compile_for_good(_small_name(letter, what), _small_ir(letter, module_ir),
-                            passes=False, objects=objects)
+    return compile_for_good(*_small_module(letter, what, module_ir), passes=False,
+                            objects=objects)
 
 
 def runtime_objects(name: str, module_ir, passes=True) -> list:
